@@ -1,0 +1,177 @@
+"""The one class every descentlab optimizer derives from.
+
+An algorithm is two plain functions over lists of tensors, written once and shared by every caller:
+
+* ``init_state(param, **hyperparameters) -> dict``: the state buffers of one parameter, under
+  torch.optim's key names where torch has the algorithm (so torch's state_dicts load into ours);
+* ``update(params, grads, states, **hyperparameters) -> None``: one step, in place.
+
+Hyperparameters are Python numbers or tensors that broadcast against each parameter (see
+``_hyper``), and ``stack_dims`` says which leading dimensions index independent runs (see
+``_stack``). The :class:`Optimizer` subclass only wires torch's conventions (param groups,
+state_dict, closures, lr schedulers, hooks) to those functions; the lab and the arena call the
+functions directly on stacked tensors.
+
+Non-finite gradients: like torch.optim, descentlab does not inspect gradients (a check costs a
+pass over memory on every step). A NaN or infinite gradient flows into that parameter's state and
+value; other parameters are untouched. Guard against it where it can happen with
+``torch.nn.utils.clip_grad_norm_(..., error_if_nonfinite=True)``; the lab marks such runs diverged.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from . import _hyper
+from ._stack import stack_shape
+
+#: Group entries that are settings of torch's implementation, not of the algorithm.
+TORCH_FLAGS = ("foreach", "capturable", "differentiable", "fused")
+
+
+def keyword_names(function: Callable[..., Any]) -> tuple[str, ...]:
+    """The keyword-only parameters of a functional update or state initialiser."""
+    return tuple(
+        name
+        for name, parameter in inspect.signature(function).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    )
+
+
+def torch_flags(
+    owner: str,
+    foreach: bool | None = None,
+    capturable: bool = False,
+    differentiable: bool = False,
+    fused: bool | None = None,
+) -> dict[str, Any]:
+    """Accept torch.optim's implementation switches so code written for torch runs unchanged.
+
+    descentlab has a single implementation per algorithm, so ``foreach`` is accepted and recorded
+    but changes nothing; the switches that would change what is computed are refused.
+    """
+    for name, value in (("capturable", capturable), ("differentiable", differentiable)):
+        if value:
+            raise ValueError(f"{owner} does not support {name}=True; use torch.optim for that")
+    if fused:
+        raise ValueError(f"{owner} does not support fused=True; use torch.optim for that")
+    return {
+        "foreach": foreach,
+        "capturable": capturable,
+        "differentiable": differentiable,
+        "fused": fused,
+    }
+
+
+class Optimizer(torch.optim.Optimizer):
+    """A ``torch.optim.Optimizer`` whose step is one call of the algorithm's functional update.
+
+    Subclasses set ``init_state`` and ``update`` (static functions) and may extend
+    ``check_group`` with their hyperparameter checks. Every group also has ``stack_dims``
+    (default 0): the number of leading parameter dimensions that index independent runs.
+    """
+
+    init_state: ClassVar[Callable[..., dict[str, Any]]]
+    update: ClassVar[Callable[..., None]]
+    #: True for methods whose step must re-evaluate the loss (a closure is then required).
+    needs_closure: ClassVar[bool] = False
+    _init_keys: ClassVar[tuple[str, ...]] = ()
+    _update_keys: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "init_state" in cls.__dict__:
+            cls._init_keys = keyword_names(cls.init_state)
+        if "update" in cls.__dict__:
+            cls._update_keys = keyword_names(cls.update)
+
+    def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
+        defaults = {"stack_dims": 0, **defaults}
+        super().__init__(params, defaults)
+
+    # -- param groups ------------------------------------------------------------------------
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        try:
+            self.check_group(group)
+            self._check_tensor_hyperparameters(group)
+            stack_shape(group["params"], group["stack_dims"])
+        except (TypeError, ValueError):
+            self.param_groups.pop()
+            raise
+
+    def check_group(self, group: dict[str, Any]) -> None:
+        """Validate a group's hyperparameters; subclasses raise ``ValueError``/``TypeError``."""
+
+    def _check_tensor_hyperparameters(self, group: dict[str, Any]) -> None:
+        for name, value in group.items():
+            if name == "params":
+                continue
+            entries = value if isinstance(value, tuple | list) else (value,)
+            for position, entry in enumerate(entries):
+                if not isinstance(entry, Tensor):
+                    continue
+                label = f"{name}[{position}]" if entries is value else name
+                for index, param in enumerate(group["params"]):
+                    _hyper.check_broadcast(label, entry, param, index)
+
+    def hyperparameters(self, group: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+        """The group's values for ``keys``, falling back to the defaults (old state_dicts)."""
+        return {key: group[key] if key in group else self.defaults[key] for key in keys}
+
+    # -- stepping ----------------------------------------------------------------------------
+
+    def _gather(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor], list[dict]]:
+        params, grads, states = [], [], []
+        for index, param in enumerate(group["params"]):
+            if param.grad is None:
+                continue
+            if param.grad.is_sparse:
+                raise TypeError(
+                    f"{type(self).__name__} does not support sparse gradients "
+                    f"(parameter {index}); use dense gradients or torch.optim.SparseAdam"
+                )
+            if torch.is_complex(param):
+                raise TypeError(
+                    f"{type(self).__name__} does not support complex parameters (parameter "
+                    f"{index}); optimize torch.view_as_real(param) instead"
+                )
+            state = self.state[param]
+            if not state:
+                state.update(
+                    type(self).init_state(param, **self.hyperparameters(group, self._init_keys))
+                )
+            params.append(param)
+            grads.append(param.grad)
+            states.append(state)
+        return params, grads, states
+
+    def _evaluate(self, closure: Callable[[], Any] | None) -> Any:
+        if closure is None:
+            if self.needs_closure:
+                raise ValueError(
+                    f"{type(self).__name__}.step needs a closure that re-evaluates the loss: "
+                    "step(closure)"
+                )
+            return None
+        with torch.enable_grad():
+            return closure()
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """Perform one optimization step; ``closure`` re-evaluates the loss and returns it."""
+        loss = self._evaluate(closure)
+        for group in self.param_groups:
+            params, grads, states = self._gather(group)
+            if params:
+                type(self).update(
+                    params, grads, states, **self.hyperparameters(group, self._update_keys)
+                )
+        return loss

@@ -1,0 +1,34 @@
+"""Small pieces of per-parameter state shared by several algorithms."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ._hyper import Hyper, add, is_nonzero
+
+
+def scalar_dtype() -> torch.dtype:
+    """The dtype torch.optim keeps step counters in: float64 under a float64 default, else float32."""
+    return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+
+
+def step_counter() -> Tensor:
+    """A fresh step counter, a 0-d CPU tensor as in torch.optim (so state_dicts interchange)."""
+    return torch.tensor(0.0, dtype=scalar_dtype())
+
+
+def advance(state: dict) -> float:
+    """Count one more step in ``state['step']`` and return the new count as a Python number."""
+    counter = state["step"]
+    counter += 1
+    return counter.item()
+
+
+def apply_weight_decay(grad: Tensor, param: Tensor, weight_decay: Hyper, maximize: bool) -> Tensor:
+    """The gradient the update sees: negated when maximizing, plus coupled L2 decay ``wd * param``."""
+    if maximize:
+        grad = -grad
+    if is_nonzero(weight_decay):
+        grad = add(grad, param, weight_decay)
+    return grad
