@@ -1,26 +1,40 @@
 """descentlab.optim: the course's optimizers as drop-in ``torch.optim.Optimizer`` classes.
 
 Each algorithm is one functional update over lists of tensors (``descentlab.optim.<module>.update``)
-shared by these classes, the lab and the arena; its facts live in its :class:`Spec`.
+shared by these classes, the lab and the arena; its facts live in its :class:`Spec`, found through
+:func:`spec` by registry key (:func:`names` lists the keys).
 """
 
-from . import adam, sgd
+from . import adadelta, adagrad, adam, adamax, nadam, radam, rmsprop, sgd
 from ._base import Optimizer
+from .adadelta import Adadelta
+from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .adamax import Adamax
+from .nadam import NAdam
+from .radam import RAdam
 from .registry import create, names, register, spec
+from .rmsprop import RMSprop
 from .sgd import SGD
 from .spec import Hyperparameter, Paper, Spec, StateBuffer
 
-for _module in (sgd, adam):
+# Registration order is teaching order: the course's sequence of ideas.
+for _module in (sgd, adagrad, adadelta, rmsprop, adam, nadam, adamax, radam):
     register(*_module.SPECS)
 
 __all__ = [
     "SGD",
+    "Adadelta",
+    "Adagrad",
     "Adam",
     "AdamW",
+    "Adamax",
     "Hyperparameter",
+    "NAdam",
     "Optimizer",
     "Paper",
+    "RAdam",
+    "RMSprop",
     "Spec",
     "StateBuffer",
     "create",
