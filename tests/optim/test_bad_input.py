@@ -1,0 +1,90 @@
+"""Bad arguments get a ValueError or TypeError that names the argument; the non-finite gradient
+policy (no check, as torch.optim) is what the documentation says."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import descentlab.optim as optim
+from tests.optim.harness import first_order_keys
+
+
+def _param() -> torch.Tensor:
+    return torch.zeros(3, requires_grad=True)
+
+
+@pytest.mark.parametrize("key", [k for k in optim.names() if "lr" in optim.spec(k).defaults])
+def test_negative_lr_is_rejected(key):
+    with pytest.raises(ValueError, match=r"Invalid lr: -0\.1"):
+        optim.create(key, [_param()], lr=-0.1)
+
+
+@pytest.mark.parametrize("key", [k for k in optim.names() if "betas" in optim.spec(k).defaults])
+@pytest.mark.parametrize(
+    ("betas", "where"), [((1.0, 0.999), r"betas\[0\]"), ((0.9, -0.1), r"betas\[1\]")]
+)
+def test_betas_outside_unit_interval_are_rejected(key, betas, where):
+    with pytest.raises(ValueError, match=rf"Invalid {where}"):
+        optim.create(key, [_param()], betas=betas)
+
+
+@pytest.mark.parametrize("key", optim.names())
+def test_a_string_hyperparameter_is_a_type_error(key):
+    with pytest.raises(TypeError, match="lr must be a number or a tensor"):
+        optim.create(key, [_param()], lr="0.1")
+
+
+def test_tensor_hyperparameter_elements_are_checked_too():
+    with pytest.raises(
+        ValueError, match=r"Invalid lr: -1\.0 \(an element of tensor of shape \(2, 1\)\)"
+    ):
+        optim.Adam([torch.zeros(2, 3, requires_grad=True)], lr=torch.tensor([[0.1], [-1.0]]))
+
+
+def test_per_group_values_are_checked():
+    good, bad = _param(), _param()
+    optimizer = optim.SGD([good], lr=0.1)
+    with pytest.raises(ValueError, match="Invalid momentum"):
+        optimizer.add_param_group({"params": [bad], "momentum": -0.5})
+    assert len(optimizer.param_groups) == 1  # the bad group was not kept
+
+
+def test_torch_only_switches_are_refused_clearly():
+    with pytest.raises(ValueError, match="Adam does not support fused=True"):
+        optim.Adam([_param()], fused=True)
+    with pytest.raises(ValueError, match="does not support differentiable=True"):
+        optim.SGD([_param()], differentiable=True)
+    optim.Adam([_param()], foreach=True)  # accepted: one implementation either way
+
+
+@pytest.mark.parametrize("key", first_order_keys())
+def test_sparse_gradients_are_refused(key):
+    embedding = torch.nn.Embedding(5, 2, sparse=True)
+    optimizer = optim.create(key, embedding.parameters())
+    embedding(torch.tensor([1, 3])).sum().backward()
+    with pytest.raises(TypeError, match="does not support sparse gradients"):
+        optimizer.step()
+
+
+@pytest.mark.parametrize("key", [k for k in optim.names() if optim.spec(k).needs_closure])
+def test_missing_closure_is_a_clear_error(key):
+    param = _param()
+    optimizer = optim.create(key, [param])
+    (param**2).sum().backward(create_graph=True)
+    with pytest.raises(ValueError, match=r"needs a closure"):
+        optimizer.step()
+
+
+@pytest.mark.parametrize("key", first_order_keys())
+def test_nonfinite_gradient_reaches_only_its_own_parameter(key):
+    """Policy (see descentlab.optim._base): gradients are not inspected, as in torch.optim."""
+    healthy, poisoned = torch.ones(3, requires_grad=True), torch.ones(3, requires_grad=True)
+    optimizer = optim.create(key, [healthy, poisoned])
+    healthy.grad = torch.full((3,), 0.5)
+    poisoned.grad = torch.tensor([math.nan, 0.5, 0.5])
+    optimizer.step()
+    assert torch.isfinite(healthy).all()
+    assert not torch.isfinite(poisoned[0])
