@@ -83,7 +83,6 @@ class Adam(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
-    _decoupled_default = False
 
     def __init__(
         self,
@@ -99,10 +98,8 @@ class Adam(Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
         fused: bool | None = None,
-        decoupled_weight_decay: bool | None = None,
+        decoupled_weight_decay: bool = False,
     ) -> None:
-        if decoupled_weight_decay is None:
-            decoupled_weight_decay = self._decoupled_default
         defaults = dict(
             lr=lr,
             betas=tuple(betas) if isinstance(betas, list) else betas,
@@ -130,8 +127,6 @@ class AdamW(Adam):
     A drop-in for ``torch.optim.AdamW``. Loshchilov, I. and Hutter, F. (2019). Decoupled Weight
     Decay Regularization. ICLR.
     """
-
-    _decoupled_default = True
 
     def __init__(
         self,
