@@ -5,21 +5,36 @@ shared by these classes, the lab and the arena; its facts live in its :class:`Sp
 :func:`spec` by registry key (:func:`names` lists the keys).
 """
 
-from . import adadelta, adagrad, adam, adamax, nadam, radam, rmsprop, sgd
+from . import adadelta, adagrad, adam, adamax, nadam, quickprop, radam, rmsprop, rprop, sgd, yogi
 from ._base import Optimizer
 from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .adamax import Adamax
 from .nadam import NAdam
+from .quickprop import Quickprop
 from .radam import RAdam
 from .registry import create, names, register, spec
 from .rmsprop import RMSprop
+from .rprop import Rprop
 from .sgd import SGD
 from .spec import Hyperparameter, Paper, Spec, StateBuffer
+from .yogi import Yogi
 
 # Registration order is teaching order: the course's sequence of ideas.
-for _module in (sgd, adagrad, adadelta, rmsprop, adam, nadam, adamax, radam):
+for _module in (
+    sgd,
+    adagrad,
+    adadelta,
+    rmsprop,
+    adam,
+    nadam,
+    adamax,
+    radam,
+    yogi,
+    rprop,
+    quickprop,
+):
     register(*_module.SPECS)
 
 __all__ = [
@@ -33,10 +48,13 @@ __all__ = [
     "NAdam",
     "Optimizer",
     "Paper",
+    "Quickprop",
     "RAdam",
     "RMSprop",
+    "Rprop",
     "Spec",
     "StateBuffer",
+    "Yogi",
     "create",
     "names",
     "register",

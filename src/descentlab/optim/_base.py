@@ -82,13 +82,17 @@ class Optimizer(torch.optim.Optimizer):
     needs_closure: ClassVar[bool] = False
     _init_keys: ClassVar[tuple[str, ...]] = ()
     _update_keys: ClassVar[tuple[str, ...]] = ()
+    #: Whether ``update`` takes the closure's loss (keyword ``loss``), not a group value.
+    _update_takes_loss: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "init_state" in cls.__dict__:
             cls._init_keys = keyword_names(cls.init_state)
         if "update" in cls.__dict__:
-            cls._update_keys = keyword_names(cls.update)
+            keys = keyword_names(cls.update)
+            cls._update_takes_loss = "loss" in keys
+            cls._update_keys = tuple(key for key in keys if key != "loss")
 
     def __init__(self, params: Iterable[Any], defaults: dict[str, Any]) -> None:
         defaults = {"stack_dims": 0, **defaults}
@@ -153,12 +157,17 @@ class Optimizer(torch.optim.Optimizer):
             states.append(state)
         return params, grads, states
 
+    def closure_required(self) -> str | None:
+        """Why this optimizer, as configured, must see the loss to step; None if it need not."""
+        return "it evaluates the loss and its derivatives itself" if self.needs_closure else None
+
     def _evaluate(self, closure: Callable[[], Any] | None) -> Any:
         if closure is None:
-            if self.needs_closure:
+            reason = self.closure_required()
+            if reason:
                 raise ValueError(
                     f"{type(self).__name__}.step needs a closure that re-evaluates the loss: "
-                    "step(closure)"
+                    f"step(closure), because {reason}"
                 )
             return None
         with torch.enable_grad():
@@ -168,10 +177,10 @@ class Optimizer(torch.optim.Optimizer):
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """Perform one optimization step; ``closure`` re-evaluates the loss and returns it."""
         loss = self._evaluate(closure)
+        extra = {"loss": loss} if self._update_takes_loss else {}
         for group in self.param_groups:
             params, grads, states = self._gather(group)
             if params:
-                type(self).update(
-                    params, grads, states, **self.hyperparameters(group, self._update_keys)
-                )
+                hyperparameters = self.hyperparameters(group, self._update_keys)
+                type(self).update(params, grads, states, **hyperparameters, **extra)
         return loss

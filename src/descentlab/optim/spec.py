@@ -104,6 +104,8 @@ class Spec:
     family: str = "classic"
     order: int = 1
     needs_closure: bool = False
+    #: Designed for exact gradients: mini-batch noise defeats it (sign or secant logic, line searches).
+    full_batch: bool = False
     teaches: str = ""
 
     def hyperparameter(self, name: str) -> Hyperparameter:
