@@ -5,13 +5,31 @@ shared by these classes, the lab and the arena; its facts live in its :class:`Sp
 :func:`spec` by registry key (:func:`names` lists the keys).
 """
 
-from . import adadelta, adagrad, adam, adamax, nadam, quickprop, radam, rmsprop, rprop, sgd, yogi
+from . import (
+    adadelta,
+    adagrad,
+    adam,
+    adamax,
+    bfgs,
+    lbfgs,
+    nadam,
+    newton,
+    quickprop,
+    radam,
+    rmsprop,
+    rprop,
+    sgd,
+    yogi,
+)
 from ._base import Optimizer
 from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .adamax import Adamax
+from .bfgs import BFGS
+from .lbfgs import LBFGS
 from .nadam import NAdam
+from .newton import Newton
 from .quickprop import Quickprop
 from .radam import RAdam
 from .registry import create, names, register, spec
@@ -22,22 +40,14 @@ from .spec import Hyperparameter, Paper, Spec, StateBuffer
 from .yogi import Yogi
 
 # Registration order is teaching order: the course's sequence of ideas.
-for _module in (
-    sgd,
-    adagrad,
-    adadelta,
-    rmsprop,
-    adam,
-    nadam,
-    adamax,
-    radam,
-    yogi,
-    rprop,
-    quickprop,
-):
+_TEACHING_ORDER = (sgd, adagrad, adadelta, rmsprop, adam, nadam, adamax, radam, rprop, yogi, quickprop,
+                   newton, bfgs, lbfgs)  # fmt: skip
+for _module in _TEACHING_ORDER:
     register(*_module.SPECS)
 
 __all__ = [
+    "BFGS",
+    "LBFGS",
     "SGD",
     "Adadelta",
     "Adagrad",
@@ -46,6 +56,7 @@ __all__ = [
     "Adamax",
     "Hyperparameter",
     "NAdam",
+    "Newton",
     "Optimizer",
     "Paper",
     "Quickprop",

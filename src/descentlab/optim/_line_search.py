@@ -1,0 +1,313 @@
+"""Strong-Wolfe line search for many independent runs at once, and the flat view it searches along.
+
+The search is Nocedal & Wright's Algorithm 3.5 (bracketing) with Algorithm 3.6 (zoom):
+
+    Nocedal, J. and Wright, S. J. (2006). Numerical Optimization, 2nd ed., Springer, section 3.5.
+
+It returns a step size :math:`t` with
+
+.. math::
+    f(x + t d) \\le f(x) + c_1 t \\nabla f(x)^\\top d, \\qquad
+    |\\nabla f(x + t d)^\\top d| \\le c_2 |\\nabla f(x)^\\top d|.
+
+The algorithm leaves open how to choose the next trial step; we make the choices of Mark Schmidt's
+minFunc (``lswolfe``), which torch.optim.LBFGS also makes, so that our L-BFGS reproduces
+torch's: the minimizer of the cubic through the two latest points (function values and slopes),
+clipped to ``[t + 0.01 (t - t_prev), 10 t]`` while bracketing; in the zoom the cubic through the
+bracket ends, moved to 10 % of the bracket's width from an end when it falls that close twice in a
+row; the search stops after ``max_ls`` evaluations or when the bracket is narrower than
+``tolerance_change`` (measured along the direction's largest entry). Like minFunc and torch, the
+"no decrease since the previous trial" test of Algorithm 3.5 applies from the third trial on.
+
+Every quantity is a tensor of the stack shape ``S`` (one entry per run; ``S = ()`` for a single
+run), every branch a mask, so all runs search at once: one closure evaluation per trial serves
+every run, and a run that has finished is evaluated at its base point and ignores the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ._stack import flatten, stack_shape, unflatten
+
+Evaluate = Callable[[Tensor], tuple[Tensor, Tensor]]
+
+_BRACKETING, _ZOOM, _FINISHED = 0, 1, 2
+
+
+def cubic_minimizer(
+    x1: Tensor,
+    f1: Tensor,
+    g1: Tensor,
+    x2: Tensor,
+    f2: Tensor,
+    g2: Tensor,
+    low: Tensor,
+    high: Tensor,
+) -> Tensor:
+    """Minimizer of the cubic through ``(x1, f1, g1)`` and ``(x2, f2, g2)``, clipped to [low, high].
+
+    Nocedal & Wright eq. (3.59); when the cubic has no minimizer (negative discriminant) the
+    midpoint of [low, high]. Elementwise over runs.
+    """
+    d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
+    d2_square = d1**2 - g1 * g2
+    d2 = d2_square.clamp(min=0).sqrt()
+    # Written from the larger abscissa, as minFunc does, so the result does not depend on order.
+    from_x2 = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
+    from_x1 = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
+    minimum = torch.where(x1 <= x2, from_x2, from_x1)
+    clipped = torch.minimum(torch.maximum(minimum, low), high)
+    return torch.where(d2_square >= 0, clipped, (low + high) / 2)
+
+
+def _pick(pair: Tensor, index: Tensor) -> Tensor:
+    """``pair[..., index]`` per run for a (S, 2) pair, or (S, 2, D) for gradients."""
+    if pair.dim() == index.dim() + 1:
+        return pair.gather(-1, index.unsqueeze(-1)).squeeze(-1)
+    gathered = index.reshape(*index.shape, 1, 1).expand(*index.shape, 1, pair.shape[-1])
+    return pair.gather(-2, gathered).squeeze(-2)
+
+
+def _put(pair: Tensor, index: Tensor, value: Tensor, where: Tensor) -> Tensor:
+    """``pair[..., index] = value`` for the runs in ``where``."""
+    slot = (torch.arange(2, device=index.device) == index.unsqueeze(-1)) & where.unsqueeze(-1)
+    if pair.dim() == index.dim() + 1:
+        return torch.where(slot, value.unsqueeze(-1), pair)
+    return torch.where(slot.unsqueeze(-1), value.unsqueeze(-2), pair)
+
+
+def strong_wolfe(
+    evaluate: Evaluate,
+    t: Tensor,
+    direction: Tensor,
+    loss: Tensor,
+    grad: Tensor,
+    gtd: Tensor,
+    *,
+    c1: Any = 1e-4,
+    c2: Any = 0.9,
+    tolerance_change: Any = 1e-9,
+    max_ls: Tensor | int = 25,
+    active: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Search along ``direction`` from the current point for a step satisfying strong Wolfe.
+
+    Shapes: ``t``, ``loss``, ``gtd`` (the slope :math:`\\nabla f^\\top d`) and ``max_ls`` are ``S``;
+    ``direction`` and ``grad`` are ``S + (D,)``. ``evaluate(steps)`` returns the loss (``S``) and
+    gradient (``S + (D,)``) at ``x + steps * direction`` and leaves the parameters at ``x``.
+    Runs outside ``active`` are not searched (their step is 0). Returns the loss, gradient and
+    step of each run's accepted point and the number of evaluations each run used.
+    """
+    shape = t.shape
+    active = torch.ones(shape, dtype=torch.bool, device=t.device) if active is None else active
+    max_ls = torch.as_tensor(max_ls, device=t.device).expand(shape)
+    d_norm = direction.abs().amax(-1)
+    zero = torch.zeros_like(t)
+
+    f_new, g_new = evaluate(torch.where(active, t, zero))
+    gtd_new = (g_new * direction).sum(-1)
+    evals = active.long()
+    ls_iter = torch.zeros(shape, dtype=torch.long, device=t.device)
+    t_prev, f_prev, g_prev, gtd_prev = zero, loss, grad, gtd
+
+    # The bracket as two positions (minFunc's order matters when both ends have equal values).
+    bracket_t = torch.stack([zero, zero], -1)
+    bracket_f = torch.stack([loss, loss], -1)
+    bracket_gtd = torch.stack([gtd, gtd], -1)
+    bracket_g = torch.stack([grad, grad], -2)
+    low = torch.zeros(shape, dtype=torch.long, device=t.device)
+    phase = torch.where(active, _BRACKETING, _FINISHED)
+    insufficient = torch.zeros(shape, dtype=torch.bool, device=t.device)
+    first, second = torch.zeros_like(low), torch.ones_like(low)
+
+    def store(where: Tensor, index: Tensor, step: Tensor, f: Tensor, slope: Tensor, g: Tensor):
+        nonlocal bracket_t, bracket_f, bracket_gtd, bracket_g
+        bracket_t = _put(bracket_t, index, step, where)
+        bracket_f = _put(bracket_f, index, f, where)
+        bracket_gtd = _put(bracket_gtd, index, slope, where)
+        bracket_g = _put(bracket_g, index, g, where)
+
+    while True:
+        # -- bracketing (Algorithm 3.5) -------------------------------------------------------
+        bracketing = phase == _BRACKETING
+        exhausted = bracketing & (ls_iter >= max_ls)
+        # Out of evaluations: keep the better of the start and the last trial.
+        store(exhausted, first, zero, loss, gtd, grad)
+        store(exhausted, second, t, f_new, gtd_new, g_new)
+        bracketing = bracketing & ~exhausted
+
+        armijo_fails = (f_new > loss + c1 * t * gtd) | ((ls_iter > 1) & (f_new >= f_prev))
+        curvature_holds = ~armijo_fails & (gtd_new.abs() <= -c2 * gtd)
+        uphill = ~armijo_fails & ~curvature_holds & (gtd_new >= 0)
+        to_zoom = bracketing & (armijo_fails | uphill)
+        store(to_zoom, first, t_prev, f_prev, gtd_prev, g_prev)
+        store(to_zoom, second, t, f_new, gtd_new, g_new)
+        found = bracketing & curvature_holds
+        store(found, first, t, f_new, gtd_new, g_new)
+        sorted_low = torch.where(bracket_f[..., 0] <= bracket_f[..., 1], first, second)
+        low = torch.where(exhausted | to_zoom, sorted_low, torch.where(found, first, low))
+        phase = torch.where(exhausted | found, _FINISHED, torch.where(to_zoom, _ZOOM, phase))
+
+        extrapolate = bracketing & ~to_zoom & ~found
+        t_next = cubic_minimizer(
+            t_prev, f_prev, gtd_prev, t, f_new, gtd_new, t + 0.01 * (t - t_prev), t * 10
+        )
+        t_prev = torch.where(extrapolate, t, t_prev)
+        f_prev = torch.where(extrapolate, f_new, f_prev)
+        g_prev = torch.where(extrapolate.unsqueeze(-1), g_new, g_prev)
+        gtd_prev = torch.where(extrapolate, gtd_new, gtd_prev)
+        t = torch.where(extrapolate, t_next, t)
+
+        # -- zoom (Algorithm 3.6): choose the next trial -----------------------------------------
+        zooming = phase == _ZOOM
+        left = bracket_t.amin(-1)
+        right = bracket_t.amax(-1)
+        narrow = (bracket_t[..., 1] - bracket_t[..., 0]).abs() * d_norm < tolerance_change
+        stop = zooming & ((ls_iter >= max_ls) | narrow)
+        phase = torch.where(stop, _FINISHED, phase)
+        zooming = zooming & ~stop
+        trial = cubic_minimizer(
+            bracket_t[..., 0],
+            bracket_f[..., 0],
+            bracket_gtd[..., 0],
+            bracket_t[..., 1],
+            bracket_f[..., 1],
+            bracket_gtd[..., 1],
+            left,
+            right,
+        )
+        # A trial too close to an end makes little progress; the second time, move it inward.
+        margin = 0.1 * (right - left)
+        near_end = torch.minimum(right - trial, trial - left) < margin
+        push = near_end & (insufficient | (trial >= right) | (trial <= left))
+        pushed = torch.where(
+            (trial - right).abs() < (trial - left).abs(), right - margin, left + margin
+        )
+        trial = torch.where(push, pushed, trial)
+        insufficient = torch.where(zooming, near_end & ~push, insufficient)
+        t = torch.where(zooming, trial, t)
+
+        evaluating = extrapolate | zooming
+        if not bool(evaluating.any()):
+            break
+        f_eval, g_eval = evaluate(torch.where(evaluating, t, zero))
+        f_new = torch.where(evaluating, f_eval, f_new)
+        g_new = torch.where(evaluating.unsqueeze(-1), g_eval, g_new)
+        gtd_new = torch.where(evaluating, (g_new * direction).sum(-1), gtd_new)
+        ls_iter = ls_iter + evaluating.long()
+        evals = evals + evaluating.long()
+
+        # -- zoom: shrink the bracket around the new trial ------------------------------------
+        high = 1 - low
+        too_high = (f_new > loss + c1 * t * gtd) | (f_new >= _pick(bracket_f, low))
+        replace_high = zooming & too_high
+        store(replace_high, high, t, f_new, gtd_new, g_new)
+        resorted = torch.where(bracket_f[..., 0] <= bracket_f[..., 1], first, second)
+        low = torch.where(replace_high, resorted, low)
+
+        lower = zooming & ~too_high
+        satisfied = lower & (gtd_new.abs() <= -c2 * gtd)
+        span = _pick(bracket_t, high) - _pick(bracket_t, low)
+        flip = lower & ~satisfied & (gtd_new * span >= 0)
+        store(
+            flip,
+            high,
+            _pick(bracket_t, low),
+            _pick(bracket_f, low),
+            _pick(bracket_gtd, low),
+            _pick(bracket_g, low),
+        )
+        store(lower, low, t, f_new, gtd_new, g_new)
+        phase = torch.where(satisfied, _FINISHED, phase)
+
+    step = torch.where(active, _pick(bracket_t, low), zero)
+    return _pick(bracket_f, low), _pick(bracket_g, low), step, evals
+
+
+class FlatView:
+    """One param group seen as one vector per run (shape ``S + (D,)``), evaluated by a closure.
+
+    The closure convention of descentlab's second-order methods: it zeroes the gradients,
+    computes the loss, calls ``backward`` and returns the loss. With ``stack_dims = s > 0`` it
+    returns the per-run losses (shape ``S``, the stack shape) and calls
+    ``loss.sum().backward()``; runs are independent, so the gradient of the sum is each run's own
+    gradient. ``create_graph=True`` is needed by Newton only; here gradients are detached.
+    """
+
+    def __init__(self, params: Sequence[Tensor], stack_dims: int, closure: Callable[[], Any]):
+        self.params = list(params)
+        self.stack_dims = stack_dims
+        self.shape = stack_shape(self.params, stack_dims)
+        self.closure = closure
+
+    def get(self) -> Tensor:
+        return flatten([p.detach() for p in self.params], self.stack_dims).clone()
+
+    def set(self, flat: Tensor) -> None:
+        for param, value in zip(
+            self.params, unflatten(flat, self.params, self.stack_dims), strict=True
+        ):
+            param.copy_(value)
+
+    def move(self, step: Tensor, direction: Tensor) -> None:
+        """``x += step * direction`` per run (``step`` of shape ``S``)."""
+        pieces = unflatten(direction * step.unsqueeze(-1), self.params, self.stack_dims)
+        for param, piece in zip(self.params, pieces, strict=True):
+            param.add_(piece)
+
+    def grad(self) -> Tensor:
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach() for p in self.params]
+        return flatten(grads, self.stack_dims)
+
+    def evaluate(self) -> tuple[Tensor, Tensor]:
+        """Run the closure at the current point: per-run losses (``S``) and gradient."""
+        with torch.enable_grad():
+            value = self.closure()
+        loss = torch.as_tensor(
+            value.detach() if isinstance(value, Tensor) else value,
+            dtype=self.params[0].dtype,
+            device=self.params[0].device,
+        )
+        if loss.shape != self.shape:
+            raise ValueError(
+                f"the closure returned a loss of shape {tuple(loss.shape)}; with stack_dims="
+                f"{self.stack_dims} it must return one loss per run, shape {tuple(self.shape)} "
+                "(and call loss.sum().backward())"
+            )
+        return loss, self.grad()
+
+    def evaluator(self, start: Tensor, direction: Tensor) -> Evaluate:
+        """``evaluate(steps)`` at ``start + steps * direction``, restoring ``start`` afterwards."""
+
+        def evaluate(steps: Tensor) -> tuple[Tensor, Tensor]:
+            self.set(start)
+            self.move(steps, direction)
+            result = self.evaluate()
+            self.set(start)
+            return result
+
+        return evaluate
+
+
+def per_run(name: str, value: Any, params: Sequence[Tensor], stack_dims: int) -> Any:
+    """A hyperparameter as one value per run: a Python number as is, a tensor as shape ``S``.
+
+    Step sizes and tolerances of a line search are scalars of each run, so a tensor must be
+    constant over each run's own coordinates (shape ``(K, 1)`` for a stack of K runs, say).
+    """
+    if not isinstance(value, Tensor):
+        return value
+    param = params[0]
+    shape = param.shape[:stack_dims]
+    values = value.expand(param.shape).reshape(*shape, -1)
+    if not bool((values == values[..., :1]).all()):
+        raise ValueError(
+            f"{name} must have one value per run (shape {tuple(shape)} padded with ones), "
+            f"got a tensor of shape {tuple(value.shape)} that varies within a run"
+        )
+    return values[..., 0].to(param.dtype)
