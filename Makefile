@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # The CPU build of torch; override e.g. `make test TORCH_SPEC='torch==2.14.1'`.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= plots,dev
+EXTRAS ?= lab,video,dev
 
 comma := ,
 BIN := $(VENV)/bin

@@ -1,30 +1,133 @@
-import math
+"""The command line: every command answers --help, every output format is written and read back,
+and mistakes get one clear line (exit status 2), never a traceback."""
+
+from __future__ import annotations
+
+import csv
+import json
 
 import pytest
+from PIL import Image
 
-from descentlab import cli, optim
-
-
-def test_demo_runs_every_optimizer_and_reduces_the_loss(capsys):
-    assert cli.main(["demo", "--steps", "50"]) == 0
-    printed = capsys.readouterr().out
-    for key in optim.names():
-        assert f"  {key} " in printed
+from descentlab import cli, landscapes, optim
 
 
-def test_demo_results_are_finite_and_below_the_start():
-    for key, loss in cli.demo(steps=200):
-        assert math.isfinite(loss), key
-        assert loss < 9.6, key  # f(-4, 2) = 9.6
-
-
-def test_bad_steps_is_a_clear_error(capsys):
-    assert cli.main(["demo", "--steps", "0"]) == 2
-    assert "--steps must be at least 1" in capsys.readouterr().err
-
-
-def test_unknown_command_exits_with_usage(capsys):
+@pytest.mark.parametrize("command", [[], ["demo"], ["optimizers"], ["landscapes"], ["race"]])
+def test_every_command_has_help(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["dance"])
+        cli.main([*command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: descentlab" in capsys.readouterr().out
+
+
+def test_lists(capsys):
+    assert cli.main(["optimizers"]) == 0
+    assert cli.main(["landscapes"]) == 0
+    printed = capsys.readouterr().out
+    assert all(key in printed for key in optim.names())
+    assert all(key in printed for key in landscapes.names())
+
+
+def _race(tmp_path, name, *extra):
+    out = tmp_path / name
+    code = cli.main(
+        [
+            "race",
+            "ravine",
+            "--optimizers",
+            "sgd:lr=0.3,momentum:lr=0.05,momentum=0.8,adam",
+            "--start",
+            "-2.5,1",
+            "--steps",
+            "20",
+            "--out",
+            str(out),
+            "--quiet",
+            *extra,
+        ]
+    )
+    assert code == 0
+    return out
+
+
+def test_json_holds_the_documented_fields(tmp_path):
+    data = json.loads(_race(tmp_path, "race.json").read_text())
+    assert data["landscape"]["key"] == "ravine"
+    assert [run["optimizer"] for run in data["runs"]] == ["sgd", "momentum", "adam"]
+    run = data["runs"][1]
+    assert run["hyperparameters"]["lr"] == 0.05 and run["hyperparameters"]["momentum"] == 0.8
+    assert run["start"] == [-2.5, 1.0]
+    assert len(run["path"]) == 21 and len(run["loss"]) == 21 and run["diverged"] is False
+
+
+def test_csv_has_a_row_per_run_and_step(tmp_path):
+    with _race(tmp_path, "race.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3 * 21
+    assert rows[0]["optimizer"] == "sgd" and float(rows[0]["x"]) == -2.5
+
+
+@pytest.mark.parametrize("name", ["race.png", "race.gif"])
+def test_pictures_are_written_at_their_size(tmp_path, name):
+    with Image.open(_race(tmp_path, name)) as image:
+        assert image.size[0] > 300 and image.size[1] > 200
+        if name.endswith(".gif"):
+            assert image.n_frames > 5
+
+
+def test_svg_and_sweep(tmp_path):
+    svg = _race(tmp_path, "race.svg")
+    assert svg.read_text().lstrip().startswith("<?xml")
+    out = tmp_path / "sweep.png"
+    assert (
+        cli.main(
+            [
+                "race",
+                "rosenbrock",
+                "--optimizers",
+                "adam,sgd",
+                "--sweep",
+                "lr=1e-4:1e-1:6",
+                "--steps",
+                "30",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert out.stat().st_size > 1000
+
+
+def test_mp4_when_ffmpeg_is_available(tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    out = _race(tmp_path, "race.mp4")
+    assert out.read_bytes()[4:8] == b"ftyp"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["race", "ravine", "--optimizers", "adamm"], "unknown optimizer 'adamm'"),
+        (["race", "ravine", "--out", "race.txt"], "the extension picks the format"),
+        (["race", "ravine", "--start", "1,a"], "a point is numbers"),
+        (["race", "ravine", "--sweep", "lr=1:0.1:5"], "need 0 < LOW < HIGH"),
+        (["race", "ravine", "--steps", "0"], "--steps must be at least 1"),
+        (["race", "x +* y"], "invalid"),
+        (["race", "ravine", "--optimizers", "lr=0.1"], "must follow an optimizer"),
+    ],
+)
+def test_mistakes_are_one_clear_line(arguments, message, capsys, tmp_path):
+    code = cli.main([*arguments, "--quiet"] if arguments[0] == "race" else arguments)
+    error = capsys.readouterr().err
+    assert code == 2
+    assert message in error
+    assert "Traceback" not in error
+
+
+def test_bad_flag_value_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["race", "ravine", "--steps", "many"])
     assert exit_info.value.code == 2
-    assert "invalid choice" in capsys.readouterr().err
+    assert "invalid int value" in capsys.readouterr().err

@@ -1,6 +1,7 @@
-"""Command line: ``descentlab optimizers`` lists the registry, ``descentlab demo`` races them.
+"""Command line: ``descentlab optimizers``, ``landscapes``, ``race`` and ``demo``.
 
-Thin by design: parse arguments, call the library, print.
+Thin by design: parse arguments, call the library, print or save. Errors in what the user typed
+are reported in one line (exit status 2), never as a traceback.
 """
 
 from __future__ import annotations
@@ -9,53 +10,96 @@ import argparse
 import math
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
-from . import optim
+from . import landscapes, optim
+
+OUTPUT_FORMATS = (".gif", ".mp4", ".png", ".svg", ".json", ".csv")
 
 
-def _ravine_loss(position: torch.Tensor) -> torch.Tensor:
-    # The ill-conditioned quadratic 0.1 x^2 + 2 y^2 of the course: a ravine along x.
-    return 0.1 * position[..., 0] ** 2 + 2.0 * position[..., 1] ** 2
+class UsageError(ValueError):
+    """A mistake in the command line, reported without a traceback."""
 
 
-DEMO_START = (-4.0, 2.0)
+# ----------------------------------------------------------------------------- parsing helpers
 
 
-def demo(steps: int = 100, start: tuple[float, float] = DEMO_START) -> list[tuple[str, float]]:
-    """Run every registered optimizer with its spec's defaults on the ravine; final losses."""
-    results = []
-    for key in optim.names():
-        position = torch.tensor(start, dtype=torch.float64, requires_grad=True)
-        optimizer = optim.create(key, [position])
-        entry = optim.spec(key)
+def parse_optimizers(text: str) -> list[str]:
+    """``"adam,sgd:lr=0.01,momentum=0.9,nesterov"`` to ``["adam", "sgd:lr=0.01,momentum=0.9", ...]``.
 
-        def closure(position=position, optimizer=optimizer, second_order=entry.order > 1):
-            optimizer.zero_grad()
-            loss = _ravine_loss(position)
-            loss.backward(create_graph=second_order)
-            return loss
-
-        for _ in range(steps):
-            optimizer.step(closure)
-        results.append((key, float(_ravine_loss(position.detach()))))
-    return results
-
-
-def _print_demo(steps: int) -> None:
-    print(f"Every optimizer with its default hyperparameters, {steps} steps on the ravine")
-    start = _ravine_loss(torch.tensor(DEMO_START)).item()
-    print(
-        f"f(x, y) = 0.1 x^2 + 2 y^2 from {DEMO_START}, where f = {start:g} (minimum 0 at the origin):\n"
-    )
-    width = max(len(key) for key in optim.names())
-    for key, loss in demo(steps):
-        shown = f"{loss:.3e}" if math.isfinite(loss) else "diverged"
-        print(f"  {key:<{width}}  {shown:>10}   {optim.spec(key).title}")
+    Commas separate entries; a piece with ``=`` and no ``:`` adds a hyperparameter to the entry
+    before it.
+    """
+    entries: list[str] = []
+    for piece in (p.strip() for p in text.split(",")):
+        if not piece:
+            raise UsageError(f"--optimizers: empty entry in {text!r}")
+        if "=" in piece and ":" not in piece:
+            if not entries or ":" not in entries[-1]:
+                raise UsageError(
+                    f"--optimizers: {piece!r} must follow an optimizer, as in sgd:lr=0.1,{piece}"
+                )
+            entries[-1] += "," + piece
+        else:
+            entries.append(piece)
+    for entry in entries:
+        key = entry.split(":")[0]
+        if key not in optim.names():
+            raise UsageError(
+                f"--optimizers: unknown optimizer {key!r}; choose from {', '.join(optim.names())}"
+            )
+    return entries
 
 
-def _print_optimizers() -> None:
+def parse_point(text: str) -> list[float]:
+    try:
+        return [float(value) for value in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--start: a point is numbers separated by commas, got {text!r}") from None
+
+
+def parse_sweep(text: str) -> tuple[str, list[float]]:
+    """``lr=1e-4:1:20``: 20 values from 1e-4 to 1, evenly spaced in log."""
+    name, equals, spec = text.partition("=")
+    parts = spec.split(":")
+    if not equals or not name or len(parts) != 3:
+        raise UsageError(f"--sweep: write NAME=LOW:HIGH:COUNT, e.g. lr=1e-4:1:20; got {text!r}")
+    try:
+        low, high, count = float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        raise UsageError(
+            f"--sweep: LOW and HIGH are numbers and COUNT an integer; got {text!r}"
+        ) from None
+    if not (0 < low < high) or not 2 <= count <= 100_000:
+        raise UsageError(f"--sweep: need 0 < LOW < HIGH and 2 <= COUNT <= 100000; got {text!r}")
+    return name, torch.logspace(
+        math.log10(low), math.log10(high), count, dtype=torch.float64
+    ).tolist()
+
+
+def _negative_values_as_equals(argv: list[str]) -> list[str]:
+    # "--start -1.5,2" would read as an option; glue such values to their flag.
+    glued: list[str] = []
+    for item in argv:
+        if (
+            glued
+            and glued[-1] in ("--start",)
+            and item.startswith("-")
+            and len(item) > 1
+            and (item[1].isdigit() or item[1] == ".")
+        ):
+            glued[-1] = f"{glued[-1]}={item}"
+        else:
+            glued.append(item)
+    return glued
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def _print_optimizers(_: argparse.Namespace) -> None:
     width = max(len(key) for key in optim.names())
     for key in optim.names():
         entry = optim.spec(key)
@@ -64,24 +108,170 @@ def _print_optimizers() -> None:
         )
 
 
+def _print_landscapes(_: argparse.Namespace) -> None:
+    width = max(len(key) for key in landscapes.names())
+    for key in landscapes.names():
+        surface = landscapes.get(key)
+        print(f"{key:<{width}}  {surface.dim}-D  {surface.title}: {surface.teaches}")
+
+
+def _progress(total: int, quiet: bool):
+    if quiet:
+        return None, None
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="step", file=sys.stderr, leave=False)
+
+    def advance(done: int) -> None:
+        bar.update(done - bar.n)
+
+    return advance, bar
+
+
+def _race(arguments: argparse.Namespace) -> None:
+    from . import lab
+
+    out = Path(arguments.out)
+    if out.suffix.lower() not in OUTPUT_FORMATS:
+        raise UsageError(
+            f"--out: the extension picks the format, one of {', '.join(OUTPUT_FORMATS)}; got {out.name!r}"
+        )
+    entries = parse_optimizers(arguments.optimizers)
+    if arguments.sweep:
+        name, values = parse_sweep(arguments.sweep)
+        entries = [_with_sweep(entry, name, values) for entry in entries]
+    starts: object = arguments.starts or "suggested"
+    if arguments.start:
+        starts = [parse_point(text) for text in arguments.start]
+    record = "final" if (arguments.sweep and out.suffix.lower() in (".png", ".svg")) else "path"
+    if out.suffix.lower() in (".gif", ".mp4") and arguments.sweep:
+        raise UsageError(
+            "--sweep draws final loss against the swept value: write .png, .svg, .json or .csv"
+        )
+    advance, bar = _progress(arguments.steps, arguments.quiet)
+    try:
+        result = lab.race(
+            arguments.landscape,
+            entries,
+            starts,
+            arguments.steps,
+            record=record,
+            noise=arguments.noise,
+            clip=arguments.clip,
+            seed=arguments.seed,
+            progress=advance,
+            restarts=arguments.restarts,
+            project="domain" if arguments.project else None,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    _save(result, out, sweep=parse_sweep(arguments.sweep)[0] if arguments.sweep else None)
+    diverged = int(result.diverged.sum())
+    print(
+        f"{len(result.runs)} runs x {result.steps} steps on {result.landscape.title}: wrote {out}"
+        + (f" ({diverged} diverged)" if diverged else "")
+    )
+
+
+def _with_sweep(entry: str, name: str, values: list[float]):
+    from .lab.runs import parse_entry
+
+    key, given = parse_entry(entry)
+    return key, {**given, name: values}
+
+
+def _save(result, out: Path, sweep: str | None) -> None:
+    suffix = out.suffix.lower()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".json":
+        result.to_json(out)
+    elif suffix == ".csv":
+        result.to_csv(out)
+    elif suffix in (".gif", ".mp4"):
+        from .plots.animation import animate
+
+        animate(result, out)
+    else:
+        from .plots import figures
+
+        figure = figures.sweep(result, sweep) if sweep else figures.overview(result)
+        figure.savefig(out)
+        figures.plt.close(figure)
+
+
+def _demo(arguments: argparse.Namespace) -> None:
+    from .demo import run_demo
+
+    run_demo(Path(arguments.out), steps=arguments.steps)
+
+
+# ----------------------------------------------------------------------------- the parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="descentlab", description="Learn, compare and use gradient-based optimizers."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    demo_parser = commands.add_parser("demo", help="race every optimizer on a quadratic ravine")
-    demo_parser.add_argument("--steps", type=int, default=100, help="steps per optimizer")
-    commands.add_parser("optimizers", help="list the optimizers in the registry")
+
+    demo = commands.add_parser(
+        "demo", help="race the classic optimizers on the classic landscapes, write pictures"
+    )
+    demo.add_argument("--out", default="out", help="folder for the pictures (default: out)")
+    demo.add_argument("--steps", type=int, default=150, help="steps per race (default: 150)")
+    demo.set_defaults(handler=_demo)
+
+    commands.add_parser("optimizers", help="list the optimizers in the registry").set_defaults(
+        handler=_print_optimizers
+    )
+    commands.add_parser("landscapes", help="list the loss landscapes").set_defaults(
+        handler=_print_landscapes
+    )
+
+    race = commands.add_parser(
+        "race",
+        help="race optimizers on a landscape and write a picture, animation or data",
+        description="Race optimizers on a landscape (a name from `descentlab landscapes` or an "
+        "expression in x and y such as 'x**2 + 10*sin(y)'). The extension of --out picks the output.",
+    )
+    race.add_argument("landscape", help="landscape name or expression")
+    race.add_argument(
+        "--optimizers",
+        default="sgd,momentum,adam",
+        help="comma-separated, with hyperparameters: adam,sgd:lr=0.01,momentum=0.9",
+    )
+    race.add_argument("--steps", type=int, default=200, help="steps per run (default: 200)")
+    race.add_argument("--start", action="append", metavar="X,Y", help="a start point (repeatable)")
+    race.add_argument(
+        "--starts", metavar="random:N", help="'random:N' uniform starts, or 'suggested'"
+    )
+    race.add_argument(
+        "--sweep", metavar="NAME=LOW:HIGH:COUNT", help="sweep a hyperparameter on a log grid"
+    )
+    race.add_argument("--noise", type=float, default=0.0, help="std of Gaussian gradient noise")
+    race.add_argument("--clip", type=float, default=None, help="clip each run's gradient norm")
+    race.add_argument("--restarts", type=int, default=1, help="best of this many starts per run")
+    race.add_argument(
+        "--project", action="store_true", help="project onto the domain after each step"
+    )
+    race.add_argument("--seed", type=int, default=0, help="seed for random starts and noise")
+    race.add_argument("--out", default="race.png", help=f"output file: {', '.join(OUTPUT_FORMATS)}")
+    race.add_argument("--quiet", action="store_true", help="no progress bar")
+    race.set_defaults(handler=_race)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = build_parser().parse_args(argv)
-    if arguments.command == "demo":
-        if arguments.steps < 1:
-            print("descentlab demo: error: --steps must be at least 1", file=sys.stderr)
-            return 2
-        _print_demo(arguments.steps)
-    elif arguments.command == "optimizers":
-        _print_optimizers()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    arguments = parser.parse_args(_negative_values_as_equals(argv))
+    if getattr(arguments, "steps", 1) < 1:
+        print(f"descentlab {arguments.command}: error: --steps must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        arguments.handler(arguments)
+    except (UsageError, ValueError, TypeError) as error:
+        print(f"descentlab {arguments.command}: error: {error}", file=sys.stderr)
+        return 2
     return 0

@@ -1,0 +1,222 @@
+"""Race many optimizer runs on one landscape as a single vectorized computation.
+
+Each optimizer entry becomes one stacked parameter of shape (R, D) (R runs, D coordinates) and one
+instance of the library's optimizer class with ``stack_dims=1`` and per-run hyperparameters of shape
+(R, 1): every step is one call of the algorithm's functional update for all R runs. Nothing here
+loops over runs in Python.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import landscapes
+from ..optim import _stack
+from .constraints import Constraint, resolve_constraint
+from .record import Recorder, RecordMode
+from .result import RaceResult
+from .runs import Entry, expand
+from .starts import resolve_starts
+
+#: A run is diverged once its loss is not finite or it leaves the domain grown this many times.
+DIVERGENCE_SPAN = 10.0
+
+
+def _landscape(value: Any) -> landscapes.Landscape:
+    if isinstance(value, landscapes.Landscape):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"landscape must be a name, an expression or a Landscape, got {value!r}")
+    if value in landscapes.names():
+        return landscapes.get(value)
+    return landscapes.parse(value)
+
+
+class _Runner:
+    """One optimizer entry's stacked runs: positions, optimizer, and the per-step bookkeeping."""
+
+    def __init__(self, entry: Entry, replicas: int, restart_starts: Tensor | None) -> None:
+        self.entry = entry
+        starts = entry.starts
+        kwargs = dict(entry.kwargs)
+        if replicas > 1:
+            # Restarts: replica 0 starts where asked, the others at random points (given).
+            starts = torch.cat([starts, restart_starts], dim=0)
+            kwargs = {name: _repeat_runs(value, replicas) for name, value in kwargs.items()}
+        self.position = starts.clone().requires_grad_(True)
+        self.optimizer = entry.spec.factory(
+            [{"params": [self.position], "stack_dims": 1}], **kwargs
+        )
+        self.second_order = entry.spec.order > 1 or entry.spec.needs_closure
+        self.base_lr = self.optimizer.param_groups[0].get("lr")
+
+
+def _repeat_runs(value: Any, replicas: int) -> Any:
+    if isinstance(value, Tensor) and value.dim() == 2:
+        return value.repeat(replicas, 1)
+    if isinstance(value, tuple):
+        return tuple(_repeat_runs(part, replicas) for part in value)
+    return value
+
+
+def race(
+    landscape: Any,
+    optimizers: Sequence[Any],
+    starts: Any = "suggested",
+    steps: int = 100,
+    *,
+    record: RecordMode = "path",
+    noise: float = 0.0,
+    noise_schedule: Any = None,
+    schedule: Any = None,
+    clip: float | None = None,
+    project: Any = None,
+    restarts: int = 1,
+    tolerance: float = 1e-6,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    progress: Callable[[int], None] | None = None,
+) -> RaceResult:
+    """Race optimizer runs on a landscape.
+
+    Args:
+        landscape: a registry name, an expression such as ``"x**2 + 10*sin(y)"``, or a Landscape.
+        optimizers: names (``"adam"``, ``"sgd:lr=0.01"``) or ``(name, {hyperparameters})`` pairs; a
+            list or 1-D tensor of N values makes the entry N runs (see ``runs``).
+        starts: ``"suggested"`` (the landscape's), ``"random:N"`` (uniform in the domain, seeded),
+            a point, or a list/tensor of points.
+        steps: optimizer steps per run.
+        record: ``"final"`` (final state only), ``"path"`` (positions and losses every step) or
+            ``"inspect"`` (also gradients and the optimizer's state buffers every step).
+        noise: standard deviation of Gaussian noise added to every gradient (seeded), to show
+            stochastic gradients; ``noise_schedule`` (a descentlab.schedules schedule) anneals it,
+            a simulated-annealing temperature.
+        schedule: a learning-rate schedule (descentlab.schedules) multiplying each run's lr.
+        clip: clip each run's gradient to this Euclidean norm (as torch's clip_grad_norm_).
+        project: after each step, project onto a constraint set: ``"domain"``, ``Box(low, high)``
+            or ``Ball(radius, center)``: constrained optimization by projection.
+        restarts: run each configuration from this many starts (the first as given, the rest random
+            in the domain) and keep the best by final loss: random restarts against local minima.
+        tolerance: a run has converged once its loss is within this of the global minimum value.
+        seed: seeds random starts, restarts and gradient noise.
+        dtype: float32 (fast) or float64.
+        progress: called with the number of steps done, for progress bars.
+    """
+    surface = _landscape(landscape)
+    _check_arguments(steps, noise, clip, restarts, tolerance, dtype)
+    generator = torch.Generator().manual_seed(seed)
+    start_points = resolve_starts(starts, surface, dtype, generator)
+    entries = [expand(item, start_points) for item in _as_list(optimizers)]
+    if not entries:
+        raise ValueError("optimizers: give at least one optimizer")
+    constraint: Constraint | None = resolve_constraint(project, surface, dtype)
+    runners = []
+    for entry in entries:
+        extra = None
+        if restarts > 1:
+            shape = ((restarts - 1) * entry.runs, surface.dim)
+            extra = _uniform_in_domain(surface, shape, dtype, generator)
+        runners.append(_Runner(entry, restarts, extra))
+
+    minimum_values = [m.value for m in surface.minima]
+    threshold = min(minimum_values) + tolerance if minimum_values else None
+    recorders = [
+        Recorder(record, steps, runner.position, runner.entry.spec, threshold) for runner in runners
+    ]
+    low, high = _domain(surface, dtype)
+    center, half_span = (low + high) / 2, (high - low) / 2
+    limit = DIVERGENCE_SPAN * half_span
+    noise_generator = torch.Generator().manual_seed(seed + 1)
+
+    for step in range(steps):
+        noise_scale = noise * (_factor(noise_schedule, step) if noise_schedule else 1.0)
+        for runner, recorder in zip(runners, recorders, strict=True):
+            if schedule is not None and runner.base_lr is not None:
+                runner.optimizer.param_groups[0]["lr"] = runner.base_lr * _factor(schedule, step)
+            loss = _step(runner, surface, noise_scale, noise_generator, clip)
+            if constraint is not None:
+                with torch.no_grad():
+                    constraint.project_(runner.position)
+            recorder.after_step(step, loss, runner.position, runner.optimizer)
+        if progress is not None:
+            progress(step + 1)
+
+    for runner, recorder in zip(runners, recorders, strict=True):
+        with torch.no_grad():
+            final_loss = surface(runner.position.detach())
+        recorder.finish(final_loss, runner.position.detach(), center, limit)
+
+    return RaceResult.assemble(
+        surface, entries, recorders, restarts=restarts, tolerance=tolerance, steps=steps
+    )
+
+
+def _step(runner: _Runner, surface, noise_scale: float, generator, clip: float | None) -> Tensor:
+    """One optimizer step for all of an entry's runs; returns the per-run loss before the step."""
+    position, optimizer = runner.position, runner.optimizer
+    evaluated: list[Tensor] = []
+
+    def closure() -> Tensor:
+        optimizer.zero_grad()
+        loss = surface(position)
+        loss.sum().backward(create_graph=runner.second_order)
+        if not runner.second_order:
+            _perturb(position.grad, noise_scale, generator, clip)
+        if not evaluated:
+            evaluated.append(loss.detach())
+        return loss
+
+    with warnings.catch_warnings():
+        # Second-order steps need create_graph=True; the parameter-gradient cycle torch warns
+        # about is broken by zero_grad() at the next step.
+        warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
+        optimizer.step(closure)
+    return evaluated[0]
+
+
+def _perturb(grad: Tensor, noise_scale: float, generator, clip: float | None) -> None:
+    if noise_scale > 0:
+        grad.add_(torch.randn(grad.shape, generator=generator, dtype=grad.dtype), alpha=noise_scale)
+    if clip is not None:
+        norm = _stack.slice_norm(grad, 1)
+        grad.mul_((clip / (norm + 1e-6)).clamp_(max=1.0))
+
+
+def _factor(schedule: Any, step: int) -> float:
+    return float(schedule.factor(step))
+
+
+def _domain(surface, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    bounds = torch.tensor(surface.domain, dtype=dtype)
+    return bounds[:, 0], bounds[:, 1]
+
+
+def _uniform_in_domain(surface, shape, dtype, generator) -> Tensor:
+    low, high = _domain(surface, dtype)
+    return low + (high - low) * torch.rand(shape, generator=generator, dtype=dtype)
+
+
+def _as_list(optimizers: Any) -> list[Any]:
+    if isinstance(optimizers, str | tuple):
+        return [optimizers]
+    return list(optimizers)
+
+
+def _check_arguments(steps, noise, clip, restarts, tolerance, dtype) -> None:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if not isinstance(noise, int | float) or noise < 0:
+        raise ValueError(f"noise must be a number >= 0, got {noise!r}")
+    if clip is not None and (not isinstance(clip, int | float) or clip <= 0):
+        raise ValueError(f"clip must be a number > 0, got {clip!r}")
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
+    if not isinstance(tolerance, int | float) or tolerance < 0:
+        raise ValueError(f"tolerance must be a number >= 0, got {tolerance!r}")
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")

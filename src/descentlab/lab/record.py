@@ -1,0 +1,79 @@
+"""What a race keeps of its runs: the final state and per-run milestones always; paths, gradients
+and the optimizer's state buffers when asked."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..optim.spec import Spec
+
+RecordMode = Literal["final", "path", "inspect"]
+RECORD_MODES = ("final", "path", "inspect")
+#: Marks "not yet" in the per-run step counters (reported as -1).
+NEVER = torch.iinfo(torch.int64).max
+
+
+def _first(counter: Tensor, happened: Tensor, step: int) -> Tensor:
+    """Keep the first step at which ``happened`` was true, per run."""
+    return torch.where(happened, counter.clamp(max=step), counter)
+
+
+class Recorder:
+    """One optimizer entry's record, in tensors allocated once before the race."""
+
+    def __init__(
+        self, mode: RecordMode, steps: int, position: Tensor, spec: Spec, threshold: float | None
+    ) -> None:
+        if mode not in RECORD_MODES:
+            raise ValueError(f"record must be one of {', '.join(RECORD_MODES)}, got {mode!r}")
+        runs = position.shape[0]
+        self.mode, self.spec, self.steps, self.threshold = mode, spec, steps, threshold
+        self.diverged_at = torch.full((runs,), NEVER, dtype=torch.int64)
+        self.reached_at = torch.full((runs,), NEVER, dtype=torch.int64)
+        self.path = self.loss = self.grad = None
+        self.state: dict[str, Tensor] = {}
+        if mode != "final":
+            self.path = torch.empty((steps + 1, *position.shape), dtype=position.dtype)
+            self.path[0] = position.detach()
+            self.loss = torch.empty((steps + 1, runs), dtype=position.dtype)
+        if mode == "inspect":
+            self.grad = torch.empty((steps, *position.shape), dtype=position.dtype)
+        self.final = self.final_loss = None
+
+    def after_step(self, step: int, loss: Tensor, position: Tensor, optimizer) -> None:
+        """Called after step ``step`` with the per-run loss evaluated before that step."""
+        self.diverged_at = _first(self.diverged_at, ~torch.isfinite(loss), step)
+        if self.threshold is not None:
+            self.reached_at = _first(self.reached_at, loss <= self.threshold, step)
+        if self.path is None:
+            return
+        self.loss[step] = loss
+        self.path[step + 1] = position.detach()
+        if self.grad is not None:
+            self.grad[step] = position.grad
+            self._record_state(step, position, optimizer)
+
+    def _record_state(self, step: int, position: Tensor, optimizer) -> None:
+        state = optimizer.state[position]
+        for buffer in self.spec.state:
+            value = state.get(buffer.name)
+            if not isinstance(value, Tensor) or value.shape != position.shape:
+                continue  # absent with these settings, or not per coordinate
+            if buffer.name not in self.state:
+                self.state[buffer.name] = torch.full(
+                    (self.steps, *position.shape), float("nan"), dtype=position.dtype
+                )
+            self.state[buffer.name][step] = value
+
+    def finish(self, final_loss: Tensor, position: Tensor, center: Tensor, limit: Tensor) -> None:
+        """Close the record at the final position, whose loss was never before a step."""
+        self.final, self.final_loss = position.clone(), final_loss
+        escaped = ((position - center).abs() > limit).any(dim=-1) | ~torch.isfinite(final_loss)
+        self.diverged_at = _first(self.diverged_at, escaped, self.steps)
+        if self.threshold is not None:
+            self.reached_at = _first(self.reached_at, final_loss <= self.threshold, self.steps)
+        if self.loss is not None:
+            self.loss[-1] = final_loss

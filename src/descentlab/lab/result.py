@@ -1,0 +1,218 @@
+"""The result of a race: tensors per run, metrics, and export to JSON and CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .record import NEVER, Recorder
+from .runs import Entry
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    optimizer: str
+    hyperparameters: dict[str, Any]
+    start: tuple[float, ...]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _finite_or_none(values: list[float]) -> list[float | None]:
+    return [v if math.isfinite(v) else None for v in values]
+
+
+@dataclass
+class RaceResult:
+    """Every run of a race, in the order of the optimizer entries, then of their runs.
+
+    Per-run tensors (first dimension R, or second for per-step ones): ``final`` (R, D),
+    ``final_loss``, ``diverged``, ``diverged_at`` and ``steps_to_tolerance`` (-1: never),
+    ``distance_to_minimum`` (NaN when the landscape has no known minimum); when recorded,
+    ``path`` (T+1, R, D), ``loss`` (T+1, R), ``grad`` (T, R, D) and ``state`` buffers (T, R, D),
+    NaN for runs whose optimizer keeps no such buffer.
+    """
+
+    landscape: Any
+    runs: list[RunInfo]
+    steps: int
+    final: Tensor
+    final_loss: Tensor
+    diverged_at: Tensor
+    steps_to_tolerance: Tensor
+    distance_to_minimum: Tensor
+    path: Tensor | None = None
+    loss: Tensor | None = None
+    grad: Tensor | None = None
+    state: dict[str, Tensor] = field(default_factory=dict)
+
+    @property
+    def diverged(self) -> Tensor:
+        return self.diverged_at >= 0
+
+    def effective_step_size(self) -> Tensor:
+        """Per coordinate, how far each step moved per unit of gradient: |dx| / |g|, (T, R, D).
+
+        For plain GD this is the learning rate; Adagrad's only shrinks; Adam's adapts per axis.
+        Needs ``record="inspect"``; NaN where the gradient is zero.
+        """
+        if self.grad is None or self.path is None:
+            raise ValueError("effective_step_size needs a race recorded with record='inspect'")
+        moved = (self.path[1:] - self.path[:-1]).abs()
+        return moved / self.grad.abs()
+
+    # ----------------------------------------------------------------------------- assembly
+
+    @classmethod
+    def assemble(
+        cls,
+        surface,
+        entries: list[Entry],
+        recorders: list[Recorder],
+        *,
+        restarts: int,
+        tolerance: float,
+        steps: int,
+    ) -> RaceResult:
+        parts = [
+            _best_replicas(recorder, entry.runs, restarts)
+            for entry, recorder in zip(entries, recorders, strict=True)
+        ]
+        runs = [
+            RunInfo(entry.key, hyperparameters, tuple(start))
+            for entry in entries
+            for hyperparameters, start in zip(
+                entry.hyperparameter_rows(), entry.starts.tolist(), strict=True
+            )
+        ]
+        final = torch.cat([p["final"] for p in parts])
+        recorded = parts[0]["path"] is not None
+        inspected = parts[0]["grad"] is not None
+        names = sorted({name for p in parts for name in p["state"]})
+        state = {}
+        for name in names:
+            state[name] = torch.cat(
+                [p["state"].get(name, torch.full_like(p["grad"], float("nan"))) for p in parts],
+                dim=1,
+            )
+        return cls(
+            landscape=surface,
+            runs=runs,
+            steps=steps,
+            final=final,
+            final_loss=torch.cat([p["final_loss"] for p in parts]),
+            diverged_at=_never_as_minus_one(torch.cat([p["diverged_at"] for p in parts])),
+            steps_to_tolerance=_never_as_minus_one(torch.cat([p["reached_at"] for p in parts])),
+            distance_to_minimum=_distance_to_minima(final, surface),
+            path=torch.cat([p["path"] for p in parts], dim=1) if recorded else None,
+            loss=torch.cat([p["loss"] for p in parts], dim=1) if recorded else None,
+            grad=torch.cat([p["grad"] for p in parts], dim=1) if inspected else None,
+            state=state,
+        )
+
+    # ----------------------------------------------------------------------------- export
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"landscape": ..., "runs": [{"optimizer", "hyperparameters", "start", "path", "loss",
+        "diverged", ...}]}``; paths and losses only when they were recorded."""
+        runs = []
+        for index, info in enumerate(self.runs):
+            run: dict[str, Any] = {
+                "optimizer": info.optimizer,
+                "hyperparameters": {k: _json_value(v) for k, v in info.hyperparameters.items()},
+                "start": list(info.start),
+                "final": _finite_or_none(self.final[index].tolist()),
+                "final_loss": _json_value(float(self.final_loss[index])),
+                "diverged": bool(self.diverged[index]),
+                "steps_to_tolerance": int(self.steps_to_tolerance[index]),
+                "distance_to_minimum": _json_value(float(self.distance_to_minimum[index])),
+            }
+            if self.path is not None:
+                run["path"] = [_finite_or_none(p) for p in self.path[:, index].tolist()]
+                run["loss"] = _finite_or_none(self.loss[:, index].tolist())
+            runs.append(run)
+        return {
+            "landscape": {
+                "key": self.landscape.key,
+                "title": self.landscape.title,
+                "latex": self.landscape.latex,
+                "domain": [list(b) for b in self.landscape.domain],
+            },
+            "steps": self.steps,
+            "runs": runs,
+        }
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), allow_nan=False))
+
+    def to_csv(self, path: str | Path) -> None:
+        """One row per run and step (one per run with the final state when no path was kept)."""
+        dim = self.final.shape[1]
+        axes = [f"x{i}" for i in range(dim)] if dim > 2 else ["x", "y"][:dim]
+        with Path(path).open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(
+                ["run", "optimizer", "hyperparameters", "step", *axes, "loss", "diverged"]
+            )
+            for index, info in enumerate(self.runs):
+                label = json.dumps({k: _json_value(v) for k, v in info.hyperparameters.items()})
+                diverged = bool(self.diverged[index])
+                if self.path is None:
+                    rows = [(self.steps, self.final[index].tolist(), float(self.final_loss[index]))]
+                else:
+                    rows = [
+                        (t, self.path[t, index].tolist(), float(self.loss[t, index]))
+                        for t in range(self.steps + 1)
+                    ]
+                for step, point, loss in rows:
+                    writer.writerow([index, info.optimizer, label, step, *point, loss, diverged])
+
+
+def _never_as_minus_one(counter: Tensor) -> Tensor:
+    return torch.where(counter == NEVER, -1, counter)
+
+
+def _distance_to_minima(final: Tensor, surface) -> Tensor:
+    minima = [m.location for m in surface.minima]
+    if not minima:
+        return torch.full((final.shape[0],), float("nan"), dtype=final.dtype)
+    points = torch.tensor(minima, dtype=final.dtype).reshape(len(minima), -1)
+    return torch.cdist(final, points).min(dim=1).values
+
+
+def _best_replicas(recorder: Recorder, runs: int, restarts: int) -> dict[str, Any]:
+    """With restarts, keep for each run the replica with the lowest final loss."""
+    record = {
+        "final": recorder.final,
+        "final_loss": recorder.final_loss,
+        "diverged_at": recorder.diverged_at,
+        "reached_at": recorder.reached_at,
+        "path": recorder.path,
+        "loss": recorder.loss,
+        "grad": recorder.grad,
+        "state": dict(recorder.state),
+    }
+    if restarts == 1:
+        return record
+    losses = recorder.final_loss.reshape(restarts, runs).nan_to_num(nan=math.inf)
+    chosen = losses.argmin(dim=0) * runs + torch.arange(runs)
+    for name in ("final", "final_loss", "diverged_at", "reached_at"):
+        record[name] = record[name][chosen]
+    for name in ("path", "loss", "grad"):
+        if record[name] is not None:
+            record[name] = record[name][:, chosen]
+    record["state"] = {name: value[:, chosen] for name, value in record["state"].items()}
+    return record

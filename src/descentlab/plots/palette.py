@@ -1,0 +1,49 @@
+"""One colour per optimizer, the same in every figure, animation and page.
+
+Plain data (no matplotlib import), so the web app can use it too. Colours are chosen so that the
+methods a lesson compares side by side (GD / momentum / Nesterov; Adagrad / RMSprop / Adam) are far
+apart in hue.
+"""
+
+from __future__ import annotations
+
+COLOURS: dict[str, str] = {
+    # the course's classics
+    "sgd": "#1f77b4",
+    "momentum": "#ff7f0e",
+    "nesterov": "#2ca02c",
+    "adagrad": "#d62728",
+    "adadelta": "#9467bd",
+    "rmsprop": "#8c564b",
+    "adam": "#e377c2",
+    "adamw": "#7f7f7f",
+    "nadam": "#bcbd22",
+    "adamax": "#17becf",
+    "radam": "#393b79",
+    "rprop": "#637939",
+    "yogi": "#8c6d31",
+    "quickprop": "#843c39",
+    "newton": "#000000",
+    "bfgs": "#7b4173",
+    "lbfgs": "#3182bd",
+    # beyond the course
+    "adafactor": "#e6550d",
+    "muon": "#31a354",
+    "asgd": "#756bb1",
+    "lion": "#fd8d3c",
+    "adabelief": "#74c476",
+    "lamb": "#9e9ac8",
+    "lars": "#6baed6",
+    "lookahead": "#fdae6b",
+    "schedulefree_adamw": "#a1d99b",
+    "schedulefree_sgd": "#bcbddc",
+    "prodigy": "#e7969c",
+    "sophia": "#cedb9c",
+}
+#: For keys added later and not yet given a colour here.
+FALLBACK = "#555555"
+
+
+def colour(key: str) -> str:
+    """The colour of an optimizer registry key (hex)."""
+    return COLOURS.get(key, FALLBACK)

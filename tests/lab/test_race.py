@@ -1,0 +1,174 @@
+"""The lab's race: same numbers as torch.optim run one trajectory at a time, the course's claims,
+run expansion rules, metrics, options and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from descentlab import lab, landscapes
+
+
+def _torch_path(optimizer_class, kwargs, start, steps, landscape):
+    position = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    optimizer = optimizer_class([position], **kwargs)
+    path = [position.detach().clone()]
+    for _ in range(steps):
+        optimizer.zero_grad()
+        landscape(position[None]).sum().backward()
+        optimizer.step()
+        path.append(position.detach().clone())
+    return torch.stack(path)
+
+
+@pytest.mark.parametrize(
+    ("key", "torch_class", "kwargs"),
+    [
+        ("adam", torch.optim.Adam, {"lr": 0.05}),
+        ("sgd", torch.optim.SGD, {"lr": 1e-3}),
+        ("momentum", torch.optim.SGD, {"lr": 1e-3, "momentum": 0.9}),
+        ("rmsprop", torch.optim.RMSprop, {"lr": 1e-2}),
+        ("rprop", torch.optim.Rprop, {"lr": 1e-2}),
+    ],
+)
+def test_paths_equal_single_run_torch_optim(key, torch_class, kwargs):
+    surface = landscapes.get("rosenbrock")
+    starts = [[-1.5, 2.0], [0.5, -0.5], [1.2, 1.1]]
+    result = lab.race(surface, [(key, {"lr": kwargs["lr"]})], starts, 60, dtype=torch.float64)
+    for run, start in enumerate(starts):
+        expected = _torch_path(torch_class, kwargs, start, 60, surface)
+        torch.testing.assert_close(result.path[:, run], expected, rtol=1e-12, atol=1e-14)
+
+
+def test_newton_lands_on_the_saddle_point_in_one_step():
+    result = lab.race("saddle", ["newton"], [[0.7, -1.3], [-2.0, 0.4]], 1, dtype=torch.float64)
+    torch.testing.assert_close(
+        result.final, torch.zeros(2, 2, dtype=torch.float64), atol=1e-12, rtol=0
+    )
+
+
+def test_momentum_beats_plain_gradient_descent_on_the_ravine():
+    result = lab.race(
+        "ravine", ["sgd:lr=0.2", "momentum:lr=0.2"], [[-4.0, 1.5]], 400, tolerance=1e-6
+    )
+    plain, heavy_ball = result.steps_to_tolerance.tolist()
+    assert heavy_ball > 0, "momentum never reached the minimum"
+    assert plain == -1 or heavy_ball < plain
+
+
+def test_adagrad_effective_step_never_grows():
+    result = lab.race(
+        "anisotropic_well",
+        ["adagrad:lr=0.3"],
+        [[-1.5, 1.0]],
+        80,
+        record="inspect",
+        dtype=torch.float64,
+    )
+    sizes = result.effective_step_size()[:, 0]
+    finite = torch.isfinite(sizes).all(dim=1)
+    steps = sizes[finite]
+    assert (steps[1:] <= steps[:-1] * (1 + 1e-9)).all()
+
+
+def test_sweep_pairs_values_with_starts_when_counts_match():
+    lrs = torch.logspace(-4, -1, 8)
+    result = lab.race("rosenbrock", [("adam", {"lr": lrs})], "random:8", 5, record="final")
+    assert len(result.runs) == 8
+    assert [r.hyperparameters["lr"] for r in result.runs] == pytest.approx(lrs.tolist())
+    assert len({r.start for r in result.runs}) == 8
+
+
+def test_sweep_crosses_starts_when_counts_differ():
+    result = lab.race(
+        "ravine", [("sgd", {"lr": [0.01, 0.1]}), "adam"], [[1.0, 1.0], [2.0, -1.0], [0.5, 0.5]], 3
+    )
+    assert len(result.runs) == 2 * 3 + 3
+    assert [r.optimizer for r in result.runs] == ["sgd"] * 6 + ["adam"] * 3
+
+
+def test_divergence_is_marked_per_run_without_stopping_the_others():
+    result = lab.race("ravine", [("sgd", {"lr": [0.1, 3.0]})], [[1.0, 1.0]], 100)
+    assert result.diverged.tolist() == [False, True]
+    assert math.isfinite(float(result.final_loss[0])) and result.final_loss[0] < 1e-2
+
+
+def test_metrics_distance_and_steps_to_tolerance():
+    result = lab.race("booth", ["adam:lr=0.1"], [[0.0, 0.0]], 600, tolerance=1e-4)
+    assert result.distance_to_minimum[0] < 1e-2
+    reached = int(result.steps_to_tolerance[0])
+    assert 0 < reached <= 600
+    assert result.loss[reached] <= 1e-4 + 1e-7 and result.loss[reached - 1] > 1e-4
+
+
+def test_gradient_noise_is_seeded():
+    one = lab.race("ravine", ["sgd:lr=0.1"], [[1.0, 1.0]], 20, noise=0.5, seed=3)
+    two = lab.race("ravine", ["sgd:lr=0.1"], [[1.0, 1.0]], 20, noise=0.5, seed=3)
+    other = lab.race("ravine", ["sgd:lr=0.1"], [[1.0, 1.0]], 20, noise=0.5, seed=4)
+    assert torch.equal(one.path, two.path) and not torch.equal(one.path, other.path)
+
+
+def test_projection_keeps_runs_in_the_box_and_ball():
+    result = lab.race("ravine", ["sgd:lr=0.1"], [[-1.0, 1.0]], 30, project=lab.Box(0.5, 2.0))
+    assert (result.path[1:] >= 0.5 - 1e-7).all() and (result.path[1:] <= 2.0).all()
+    ball = lab.race("rosenbrock", ["adam:lr=0.05"], [[-0.5, 0.5]], 50, project=lab.Ball(0.6))
+    assert (ball.path[1:].norm(dim=-1) <= 0.6 + 1e-6).all()  # the start lies outside
+
+
+def test_clipping_limits_each_runs_step():
+    result = lab.race("ravine", ["sgd:lr=1.0"], [[-4.0, 1.5]], 1, clip=0.1)
+    assert (result.path[1, 0] - result.path[0, 0]).norm() <= 0.1 + 1e-6
+
+
+def test_restarts_keep_the_best_of_several_starts():
+    single = lab.race("himmelblau", ["adam:lr=0.05"], [[-0.27, -0.92]], 200)
+    best = lab.race("rastrigin", ["adam:lr=0.01"], [[2.5, 2.5]], 200, restarts=16, seed=1)
+    alone = lab.race("rastrigin", ["adam:lr=0.01"], [[2.5, 2.5]], 200)
+    assert best.final_loss[0] < alone.final_loss[0]
+    assert len(best.runs) == 1 and single.final.shape == (1, 2)
+
+
+def test_typed_expression_races():
+    result = lab.race("x**2 + 10*sin(y)", ["adam:lr=0.1"], [[1.0, 1.0]], 100)
+    assert result.final_loss[0] < result.loss[0, 0]
+
+
+def test_schedule_scales_the_learning_rate():
+    from descentlab.schedules import create
+
+    halves = create("step", step_size=1, gamma=0.5)
+    result = lab.race(
+        "ravine", ["sgd:lr=0.1"], [[-4.0, 0.0]], 3, schedule=halves, dtype=torch.float64
+    )
+    moves = (result.path[1:, 0, 0] - result.path[:-1, 0, 0]).tolist()
+    gradients = (0.2 * result.path[:-1, 0, 0]).tolist()  # d/dx of 0.1 x^2
+    for t, (move, grad) in enumerate(zip(moves, gradients, strict=True)):
+        assert move == pytest.approx(-0.1 * 0.5**t * grad)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"optimizers": ["adamm"]}, "unknown optimizer 'adamm'"),
+        ({"optimizers": ["sgd:lr=fast"]}, "lr must be a number"),
+        ({"optimizers": [("sgd", {"lr": [0.1, 0.2], "momentum": [0.1, 0.2, 0.3]})]}, "same length"),
+        ({"starts": "random:0"}, "random:N needs"),
+        ({"starts": [[1.0, 2.0, 3.0]]}, r"points of 2 coordinates"),
+        ({"steps": 0}, "steps must be a positive integer"),
+        ({"record": "all"}, "record must be one of"),
+        ({"restarts": 0}, "restarts must be a positive integer"),
+        ({"landscape": "x +* y"}, "invalid"),
+    ],
+)
+def test_bad_input_is_a_clear_error(kwargs, message):
+    arguments = {
+        "landscape": "ravine",
+        "optimizers": ["sgd"],
+        "starts": [[1.0, 1.0]],
+        "steps": 3,
+        **kwargs,
+    }
+    with pytest.raises((ValueError, TypeError), match=message):
+        lab.race(arguments.pop("landscape"), arguments.pop("optimizers"), **arguments)
