@@ -82,8 +82,9 @@ def test_missing_closure_is_a_clear_error(key):
 def test_nonfinite_gradient_reaches_only_its_own_parameter(key):
     """Policy (see descentlab.optim._base): gradients are not inspected, as in torch.optim.
 
-    The NaN meets the algorithm's own arithmetic: it poisons the coordinate, except in the
-    sign-based methods, where torch.sign(nan) == 0 means no step there.
+    The NaN meets the algorithm's own arithmetic: it poisons its coordinate (its whole tensor in
+    methods that take a norm of it: LAMB, LARS), except in the sign-based methods, where
+    torch.sign(nan) == 0 means no step there. It never crosses to another parameter.
     """
     healthy, poisoned = torch.ones(3, requires_grad=True), torch.ones(3, requires_grad=True)
     optimizer = optim.create(key, [healthy, poisoned])
@@ -94,5 +95,5 @@ def test_nonfinite_gradient_reaches_only_its_own_parameter(key):
     alone.grad = torch.full((3,), 0.5)
     optim.create(key, [alone]).step()
     assert torch.equal(healthy, alone)
-    assert torch.equal(poisoned[1:], alone[1:])
     assert not torch.isfinite(poisoned[0]) or poisoned[0] == 1.0
+    assert torch.equal(poisoned[1:], alone[1:]) or not torch.isfinite(poisoned).any()

@@ -6,12 +6,18 @@ shared by these classes, the lab and the arena; its facts live in its :class:`Sp
 """
 
 from . import (
+    adabelief,
     adadelta,
+    adafactor,
     adagrad,
     adam,
     adamax,
+    asgd,
     bfgs,
+    lamb,
+    lars,
     lbfgs,
+    lion,
     nadam,
     newton,
     quickprop,
@@ -22,12 +28,18 @@ from . import (
     yogi,
 )
 from ._base import Optimizer
+from .adabelief import AdaBelief
 from .adadelta import Adadelta
+from .adafactor import Adafactor
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .adamax import Adamax
+from .asgd import ASGD
 from .bfgs import BFGS
+from .lamb import LAMB
+from .lars import LARS
 from .lbfgs import LBFGS
+from .lion import Lion
 from .nadam import NAdam
 from .newton import Newton
 from .quickprop import Quickprop
@@ -41,11 +53,19 @@ from .yogi import Yogi
 
 # Registration order is teaching order: the course's sequence of ideas.
 _TEACHING_ORDER = (sgd, adagrad, adadelta, rmsprop, adam, nadam, adamax, radam, rprop, yogi, quickprop,
-                   newton, bfgs, lbfgs)  # fmt: skip
+                   newton, bfgs, lbfgs,
+                   # beyond the course
+                   adafactor, asgd, lion, adabelief, lamb, lars)  # fmt: skip
 for _module in _TEACHING_ORDER:
     register(*_module.SPECS)
 
 __all__ = [
+    "ASGD",
+    "AdaBelief",
+    "Adafactor",
+    "LAMB",
+    "LARS",
+    "Lion",
     "BFGS",
     "LBFGS",
     "SGD",
