@@ -39,7 +39,11 @@ def _train(key: str, lr: float) -> torch.nn.Linear:
     (train_x, train_y), _, _ = _splits()
     torch.manual_seed(0)
     model = torch.nn.Linear(64, 10)
-    optimizer = optim.create(key, model.parameters(), lr=lr)
+    optimizer = optim.create(
+        key, [model.weight] if optim.spec(key).matrices_only else model.parameters(), lr=lr
+    )
+    # Matrix-only methods (Muon) train the weight; the bias goes to AdamW, as their authors advise.
+    helpers = [optim.AdamW([model.bias])] if optim.spec(key).matrices_only else []
     if optim.spec(key).full_batch:  # methods built for exact gradients get them
         batches = [torch.arange(len(train_y))] * FULL_BATCH_STEPS
     else:  # mini-batch: shuffle each epoch, batches of 64
@@ -50,9 +54,13 @@ def _train(key: str, lr: float) -> torch.nn.Linear:
             for batch in torch.randperm(len(train_y), generator=generator).split(BATCH)
         ]
     for batch in batches:
-        optimizer.zero_grad()
+        for each in (optimizer, *helpers):
+            each.zero_grad()
         torch.nn.functional.cross_entropy(model(train_x[batch]), train_y[batch]).backward()
-        optimizer.step()
+        for each in (optimizer, *helpers):
+            each.step()
+    if hasattr(optimizer, "eval"):  # Schedule-Free: evaluate at the averaged point
+        optimizer.eval()
     return model
 
 

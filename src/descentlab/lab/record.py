@@ -44,8 +44,11 @@ class Recorder:
         self.final = self.final_loss = None
 
     def after_step(self, step: int, loss: Tensor, position: Tensor, optimizer) -> None:
-        """Called after step ``step`` with the per-run loss evaluated before that step."""
-        self.diverged_at = _first(self.diverged_at, ~torch.isfinite(loss), step)
+        """Called after step ``step`` with the per-run loss evaluated before that step.
+
+        Divergence is not checked here: a non-finite position stays non-finite under every update,
+        so the final state (and the recorded losses, when kept) tell it at no per-step cost.
+        """
         if self.threshold is not None:
             self.reached_at = _first(self.reached_at, loss <= self.threshold, step)
         if self.path is None:
@@ -71,9 +74,13 @@ class Recorder:
     def finish(self, final_loss: Tensor, position: Tensor, center: Tensor, limit: Tensor) -> None:
         """Close the record at the final position, whose loss was never before a step."""
         self.final, self.final_loss = position.clone(), final_loss
+        if self.loss is not None:
+            self.loss[-1] = final_loss
+            # The first step whose loss was not finite, where the losses were kept.
+            not_finite = ~torch.isfinite(self.loss)
+            first = torch.where(not_finite.any(dim=0), not_finite.int().argmax(dim=0), NEVER)
+            self.diverged_at = torch.minimum(self.diverged_at, first)
         escaped = ((position - center).abs() > limit).any(dim=-1) | ~torch.isfinite(final_loss)
         self.diverged_at = _first(self.diverged_at, escaped, self.steps)
         if self.threshold is not None:
             self.reached_at = _first(self.reached_at, final_loss <= self.threshold, self.steps)
-        if self.loss is not None:
-            self.loss[-1] = final_loss

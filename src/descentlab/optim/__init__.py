@@ -18,13 +18,18 @@ from . import (
     lars,
     lbfgs,
     lion,
+    lookahead,
+    muon,
     nadam,
     newton,
+    prodigy,
     quickprop,
     radam,
     rmsprop,
     rprop,
+    schedulefree,
     sgd,
+    sophia,
     yogi,
 )
 from ._base import Optimizer
@@ -40,14 +45,19 @@ from .lamb import LAMB
 from .lars import LARS
 from .lbfgs import LBFGS
 from .lion import Lion
+from .lookahead import Lookahead
+from .muon import Muon
 from .nadam import NAdam
 from .newton import Newton
+from .prodigy import Prodigy
 from .quickprop import Quickprop
 from .radam import RAdam
 from .registry import create, names, register, spec
 from .rmsprop import RMSprop
 from .rprop import Rprop
+from .schedulefree import ScheduleFreeAdamW, ScheduleFreeSGD
 from .sgd import SGD
+from .sophia import Sophia
 from .spec import Hyperparameter, Paper, Spec, StateBuffer
 from .yogi import Yogi
 
@@ -55,7 +65,8 @@ from .yogi import Yogi
 _TEACHING_ORDER = (sgd, adagrad, adadelta, rmsprop, adam, nadam, adamax, radam, rprop, yogi, quickprop,
                    newton, bfgs, lbfgs,
                    # beyond the course
-                   adafactor, asgd, lion, adabelief, lamb, lars)  # fmt: skip
+                   adafactor, muon, asgd, lion, adabelief, lamb, lars, lookahead, schedulefree,
+                   prodigy, sophia)  # fmt: skip
 for _module in _TEACHING_ORDER:
     register(*_module.SPECS)
 
@@ -66,6 +77,12 @@ __all__ = [
     "LAMB",
     "LARS",
     "Lion",
+    "Lookahead",
+    "Muon",
+    "Prodigy",
+    "ScheduleFreeAdamW",
+    "ScheduleFreeSGD",
+    "Sophia",
     "BFGS",
     "LBFGS",
     "SGD",

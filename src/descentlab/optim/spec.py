@@ -106,6 +106,8 @@ class Spec:
     needs_closure: bool = False
     #: Designed for exact gradients: mini-batch noise defeats it (sign or secant logic, line searches).
     full_batch: bool = False
+    #: Each run's own coordinates must form a matrix (Muon orthogonalizes 2-D weights).
+    matrices_only: bool = False
     teaches: str = ""
 
     def hyperparameter(self, name: str) -> Hyperparameter:

@@ -1,0 +1,245 @@
+"""Prodigy: Adam whose learning rate is estimated on the fly from the distance travelled.
+
+Mishchenko, K. and Defazio, A. (2024). Prodigy: An Expeditiously Adaptive Parameter-Free Learner.
+ICML (arXiv:2306.06101, 2023). Prodigy keeps an estimate :math:`d_k` of the distance
+:math:`D = \\|x_0 - x_*\\|` from the start to a solution and runs Adam with step size
+:math:`\\gamma_k d_k` (``lr`` is a multiplier, 1 by default). The estimate only grows:
+
+.. math::
+    r_{k+1} = \\beta_3 r_k + \\gamma_k d_k^2 \\langle g_k, x_0 - x_k \\rangle, \\qquad
+    s_{k+1} = \\beta_3 s_k + \\gamma_k d_k^2 g_k
+
+    d_{k+1} = \\max\\Big(d_k,\\; c\\, \\frac{r_{k+1}}{\\|s_{k+1}\\|_1}\\Big)
+
+:math:`\\langle g, x_0 - x\\rangle \\le f(x_0) - f(x)`-type bounds make :math:`r / \\|s\\|_1` a lower
+bound on :math:`D` for convex problems, so :math:`d` climbs from the tiny :math:`d_0` to the scale of
+a good step size within a few dozen steps. The :math:`(1 - \\beta_3)` factor of the paper's averages
+cancels in the ratio and is left out, as in the authors' implementation; like it, ``r`` and ``s``
+carry an extra common factor :math:`1/d_0` that also cancels (it keeps them away from underflow).
+The step uses :math:`d_k` both as the step size and in :math:`d_k \\epsilon`, as in the paper's
+algorithm box (the authors' package uses :math:`d_{k+1}` in the :math:`\\epsilon` term, a
+difference of order :math:`\\epsilon`). Weight decay is decoupled, :math:`x \\leftarrow x (1 -
+\\lambda \\gamma_k d_k)`, the package's default.
+
+One estimate per param group (``prodigyopt`` shares one across all groups): ``d`` is a reduction
+over every parameter of the group. With ``stack_dims = s`` it is one ``d`` per run, the sums running
+over each run's own coordinates; ``d`` and ``r`` (``d_numerator``) are stored, with shape ``S``, in
+every parameter's state so that they travel in the ``state_dict``. ``lr``, ``d0``, ``d_coef`` and
+``beta3`` enter the estimate and must therefore be per run (tensors of shape ``S + (1, ...)``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import _hyper
+from ._base import Optimizer
+from ._hyper import Hyper
+from ._stack import as_stack, expand_to, slice_sum
+from ._state import advance, step_counter
+from .spec import Hyperparameter, Paper, Spec, StateBuffer
+
+
+def per_run(name: str, value: Hyper, param: Tensor, stack_dims: int) -> Tensor:
+    """A hyperparameter as one value per run: a tensor of shape ``S`` in the parameter's dtype."""
+    own = param.dim() - stack_dims
+    stack = param.shape[:stack_dims]
+    if not isinstance(value, Tensor):
+        return torch.full(stack, value, dtype=param.dtype, device=param.device)
+    trailing = value.shape[max(0, value.dim() - own) :] if own else ()
+    if any(size != 1 for size in trailing):
+        raise ValueError(
+            f"{name} enters Prodigy's per-run estimate of d, so it must be one value per run "
+            f"(shape {tuple(stack) + (1,) * own}), got shape {tuple(value.shape)}"
+        )
+    return torch.broadcast_to(value, tuple(stack) + (1,) * own).reshape(stack).to(param.dtype)
+
+
+def init_state(param: Tensor, *, d0: Hyper, stack_dims: int) -> dict[str, Any]:
+    zeros = torch.zeros_like(param, memory_format=torch.preserve_format)
+    return {
+        "step": step_counter(),
+        "d": per_run("d0", d0, param, stack_dims),
+        "d_numerator": torch.zeros(
+            param.shape[:stack_dims], dtype=param.dtype, device=param.device
+        ),
+        "p0": param.detach().clone(memory_format=torch.preserve_format),
+        "s": zeros.clone(),
+        "exp_avg": zeros.clone(),
+        "exp_avg_sq": zeros,
+    }
+
+
+def update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    states: list[dict[str, Any]],
+    *,
+    lr: Hyper,
+    betas: tuple[Hyper, Hyper],
+    beta3: Hyper | None,
+    eps: Hyper,
+    weight_decay: Hyper,
+    d0: Hyper,
+    d_coef: Hyper,
+    safeguard_warmup: bool,
+    stack_dims: int,
+) -> None:
+    """One Prodigy step of one group: update the estimate ``d``, then an Adam step of size lr d."""
+    beta1, beta2 = betas
+    if beta3 is None:
+        beta3 = beta2**0.5
+    first = params[0]
+    lr_run = per_run("lr", lr, first, stack_dims)
+    d0_run = per_run("d0", d0, first, stack_dims)
+    coef_run = per_run("d_coef", d_coef, first, stack_dims)
+    beta3_run = per_run("beta3", beta3, first, stack_dims)
+    d = states[0]["d"]
+    step_size = d * lr_run  # the step size of this step, gamma_k d_k (per run)
+    # r and s grow by (d / d0) * gamma d g: the paper's gamma d^2 g over the constant d0.
+    growth = (d / d0_run) * (d if safeguard_warmup else step_size)
+    numerator = states[0]["d_numerator"] * beta3_run
+    denominator = torch.zeros_like(numerator)
+    for param, grad, state in zip(params, grads, states, strict=True):
+        advance(state)
+        moved = slice_sum(grad * (state["p0"] - param), stack_dims)
+        numerator = numerator + as_stack(moved, stack_dims) * (d / d0_run) * step_size
+        d_each = expand_to(d, param)
+        _hyper.add_(state["exp_avg"].mul_(beta1), grad, d_each * (1 - beta1))
+        _hyper.addcmul_(state["exp_avg_sq"].mul_(beta2), grad, grad, d_each * d_each * (1 - beta2))
+        s = state["s"].mul_(expand_to(beta3_run, param)).add_(grad * expand_to(growth, param))
+        denominator = denominator + as_stack(slice_sum(s.abs(), stack_dims), stack_dims)
+    # No gradient seen yet (or lr = 0 so far): nothing to estimate from, d stays.
+    estimate = coef_run * numerator / torch.where(denominator > 0, denominator, 1.0)
+    new_d = torch.where(denominator > 0, torch.maximum(d, estimate), d)
+    for param, state in zip(params, states, strict=True):
+        state["d"] = new_d.clone()
+        state["d_numerator"] = numerator.clone()
+        size = expand_to(step_size, param)
+        if _hyper.is_nonzero(weight_decay):
+            param.mul_(1 - weight_decay * size)
+        denom = state["exp_avg_sq"].sqrt().add_(expand_to(d, param) * eps)
+        param.addcdiv_(state["exp_avg"] * size, denom, value=-1)
+
+
+class Prodigy(Optimizer):
+    """Prodigy (Mishchenko & Defazio, 2024, ICML): Adam with a learned step size ``d``.
+
+    Leave ``lr = 1``; to ask for larger or smaller steps change ``d_coef``. ``beta3`` (default
+    :math:`\\sqrt{\\beta_2}`) is the decay of the estimate's averages, ``d0`` its tiny start, and
+    ``safeguard_warmup`` leaves ``lr`` out of the denominator (for warmup schedules). The
+    estimate ``d`` of each param group (per run when stacked) is ``optimizer.state[p]["d"]`` for
+    any parameter ``p`` of the group.
+    """
+
+    init_state = staticmethod(init_state)
+    update = staticmethod(update)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: Hyper = 1.0,
+        betas: tuple[Hyper, Hyper] = (0.9, 0.999),
+        beta3: Hyper | None = None,
+        eps: Hyper = 1e-8,
+        weight_decay: Hyper = 0.0,
+        d0: Hyper = 1e-6,
+        d_coef: Hyper = 1.0,
+        safeguard_warmup: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas) if isinstance(betas, list) else betas,
+            beta3=beta3,
+            eps=eps,
+            weight_decay=weight_decay,
+            d0=d0,
+            d_coef=d_coef,
+            safeguard_warmup=safeguard_warmup,
+        )
+        super().__init__(params, defaults)
+
+    def check_group(self, group: dict[str, Any]) -> None:
+        _hyper.check_nonnegative("lr", group["lr"])
+        _hyper.check_betas("betas", group["betas"])
+        if group["beta3"] is not None:
+            _hyper.check_range("beta3", group["beta3"], 0.0, 1.0, high_open=True)
+        _hyper.check_nonnegative("eps", group["eps"])
+        _hyper.check_nonnegative("weight_decay", group["weight_decay"])
+        _hyper.check_range("d0", group["d0"], 0.0, low_open=True)
+        _hyper.check_range("d_coef", group["d_coef"], 0.0, low_open=True)
+        _hyper.check_flag("safeguard_warmup", group["safeguard_warmup"])
+
+
+SPECS = (
+    Spec(
+        key="prodigy",
+        title="Prodigy",
+        summary="Adam with its learning rate estimated on the fly: a lower bound on the distance "
+        "to the solution, from how far the gradients have pointed back to the start.",
+        paper=Paper(
+            "Mishchenko, K. and Defazio, A.",
+            2024,
+            "Prodigy: An Expeditiously Adaptive Parameter-Free Learner",
+            "ICML",
+            "https://arxiv.org/abs/2306.06101",
+        ),
+        equations=(
+            r"m_{k+1} = \beta_1 m_k + (1 - \beta_1)\, d_k g_k, \quad "
+            r"v_{k+1} = \beta_2 v_k + (1 - \beta_2)\, d_k^2 g_k^2",
+            r"r_{k+1} = \beta_3 r_k + \gamma_k d_k^2 \langle g_k, x_0 - x_k \rangle, \quad "
+            r"s_{k+1} = \beta_3 s_k + \gamma_k d_k^2 g_k",
+            r"d_{k+1} = \max\left(d_k,\; c\, \frac{r_{k+1}}{\|s_{k+1}\|_1}\right)",
+            r"x_{k+1} = x_k (1 - \lambda \gamma_k d_k) - \gamma_k d_k \, "
+            r"\frac{m_{k+1}}{\sqrt{v_{k+1}} + d_k \epsilon}",
+        ),
+        hyperparameters=(
+            Hyperparameter(
+                "lr", 1.0, "multiplier of the estimated step size d", r"\gamma", 0.1, 10.0, "log"
+            ),
+            Hyperparameter(
+                "beta1",
+                0.9,
+                "decay of the gradient average m",
+                r"\beta_1",
+                0.5,
+                0.99,
+                "log1m",
+                argument="betas",
+                index=0,
+            ),
+            Hyperparameter(
+                "beta2",
+                0.999,
+                "decay of the squared-gradient average v",
+                r"\beta_2",
+                0.9,
+                0.9999,
+                "log1m",
+                argument="betas",
+                index=1,
+            ),
+            Hyperparameter("beta3", None, "decay of r and s (None: sqrt(beta2))", r"\beta_3"),
+            Hyperparameter("eps", 1e-8, "added to the denominator, times d", r"\epsilon"),
+            Hyperparameter("weight_decay", 0.0, "decoupled decay, scaled by lr d", r"\lambda"),
+            Hyperparameter("d0", 1e-6, "initial (under-)estimate of the distance", "d_0"),
+            Hyperparameter("d_coef", 1.0, "multiplier of the estimate of d", "c", 0.1, 10.0, "log"),
+            Hyperparameter("safeguard_warmup", False, "leave lr out of s (use with lr warmup)"),
+        ),
+        state=(
+            StateBuffer("d", "estimated distance to the solution: the step size (per run)", "d"),
+            StateBuffer("d_numerator", "weighted sum of <g, x0 - x> (per run)", "r"),
+            StateBuffer("s", "weighted sum of gradients", "s"),
+            StateBuffer("p0", "the starting point", "x_0"),
+            StateBuffer("exp_avg", "moving average of d g", "m"),
+            StateBuffer("exp_avg_sq", "moving average of d^2 g^2", "v"),
+        ),
+        factory=Prodigy,
+        family="modern",
+        teaches="the learning rate can be estimated during training from how far the "
+        "gradients say the solution is",
+    ),
+)
