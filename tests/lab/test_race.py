@@ -172,3 +172,12 @@ def test_bad_input_is_a_clear_error(kwargs, message):
     }
     with pytest.raises((ValueError, TypeError), match=message):
         lab.race(arguments.pop("landscape"), arguments.pop("optimizers"), **arguments)
+
+
+def test_steps_to_tolerance_agree_between_record_modes_and_ignore_diverged_runs():
+    optimizers = [("sgd", {"lr": [0.2, 0.45, 3.0]})]
+    final = lab.race("ravine", optimizers, [[1.0, 1.0]], 150, record="final", tolerance=1e-4)
+    path = lab.race("ravine", optimizers, [[1.0, 1.0]], 150, record="path", tolerance=1e-4)
+    assert torch.equal(final.steps_to_tolerance, path.steps_to_tolerance)
+    assert final.steps_to_tolerance[2] == -1 and final.diverged[2]
+    assert 0 < final.steps_to_tolerance[1] < final.steps_to_tolerance[0]

@@ -53,7 +53,14 @@ class _Runner:
             [{"params": [self.position], "stack_dims": 1}], **kwargs
         )
         self.second_order = entry.spec.order > 1 or entry.spec.needs_closure
-        self.base_lr = self.optimizer.param_groups[0].get("lr")
+        self.group = self.optimizer.param_groups[0]
+        self.base_lr = self.group.get("lr")
+        # First-order methods whose step is one functional update: call it directly.
+        self.direct = self.optimizer.steps_by_update and not self.second_order
+        if self.direct:
+            self.state = self.optimizer.state_of(self.position, self.group)
+            self.update = type(self.optimizer).update
+            self.update_keys = type(self.optimizer)._update_keys
 
 
 def _repeat_runs(value: Any, replicas: int) -> Any:
@@ -138,11 +145,11 @@ def race(
         for runner, recorder in zip(runners, recorders, strict=True):
             if schedule is not None and runner.base_lr is not None:
                 runner.optimizer.param_groups[0]["lr"] = runner.base_lr * _factor(schedule, step)
-            loss = _step(runner, surface, noise_scale, noise_generator, clip)
+            loss, grad = _step(runner, surface, noise_scale, noise_generator, clip)
             if constraint is not None:
                 with torch.no_grad():
                     constraint.project_(runner.position)
-            recorder.after_step(step, loss, runner.position, runner.optimizer)
+            recorder.after_step(step, loss, grad, runner.position, runner.optimizer)
         if progress is not None:
             progress(step + 1)
 
@@ -156,9 +163,17 @@ def race(
     )
 
 
-def _step(runner: _Runner, surface, noise_scale: float, generator, clip: float | None) -> Tensor:
-    """One optimizer step for all of an entry's runs; returns the per-run loss before the step."""
+def _step(runner: _Runner, surface, noise_scale: float, generator, clip: float | None):
+    """One optimizer step for all of an entry's runs: (per-run loss before it, the gradient)."""
     position, optimizer = runner.position, runner.optimizer
+    if runner.direct:
+        loss = surface(position)
+        (grad,) = torch.autograd.grad(loss.sum(), position)
+        _perturb(grad, noise_scale, generator, clip)
+        hyperparameters = optimizer.hyperparameters(runner.group, runner.update_keys)
+        with torch.no_grad():
+            runner.update([position], [grad], [runner.state], **hyperparameters)
+        return loss.detach(), grad
     evaluated: list[Tensor] = []
 
     def closure() -> Tensor:
@@ -169,6 +184,7 @@ def _step(runner: _Runner, surface, noise_scale: float, generator, clip: float |
             _perturb(position.grad, noise_scale, generator, clip)
         if not evaluated:
             evaluated.append(loss.detach())
+            evaluated.append(position.grad.detach().clone())
         return loss
 
     with warnings.catch_warnings():
@@ -176,7 +192,7 @@ def _step(runner: _Runner, surface, noise_scale: float, generator, clip: float |
         # about is broken by zero_grad() at the next step.
         warnings.filterwarnings("ignore", message="Using backward\\(\\) with create_graph=True")
         optimizer.step(closure)
-    return evaluated[0]
+    return evaluated[0], evaluated[1]
 
 
 def _perturb(grad: Tensor, noise_scale: float, generator, clip: float | None) -> None:

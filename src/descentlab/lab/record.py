@@ -34,6 +34,11 @@ class Recorder:
         self.diverged_at = torch.full((runs,), NEVER, dtype=torch.int64)
         self.reached_at = torch.full((runs,), NEVER, dtype=torch.int64)
         self.path = self.loss = self.grad = None
+        # Without recorded losses, one comparison per step into a (T, R) table of booleans tells
+        # when each run first got within tolerance, decided once at the end.
+        self.within = None
+        if mode == "final" and threshold is not None:
+            self.within = torch.empty((steps, runs), dtype=torch.bool)
         self.state: dict[str, Tensor] = {}
         if mode != "final":
             self.path = torch.empty((steps + 1, *position.shape), dtype=position.dtype)
@@ -43,20 +48,22 @@ class Recorder:
             self.grad = torch.empty((steps, *position.shape), dtype=position.dtype)
         self.final = self.final_loss = None
 
-    def after_step(self, step: int, loss: Tensor, position: Tensor, optimizer) -> None:
+    def after_step(
+        self, step: int, loss: Tensor, grad: Tensor, position: Tensor, optimizer
+    ) -> None:
         """Called after step ``step`` with the per-run loss evaluated before that step.
 
         Divergence is not checked here: a non-finite position stays non-finite under every update,
         so the final state (and the recorded losses, when kept) tell it at no per-step cost.
         """
-        if self.threshold is not None:
-            self.reached_at = _first(self.reached_at, loss <= self.threshold, step)
+        if self.within is not None:
+            torch.le(loss, self.threshold, out=self.within[step])  # NaN is never within
         if self.path is None:
             return
         self.loss[step] = loss
         self.path[step + 1] = position.detach()
         if self.grad is not None:
-            self.grad[step] = position.grad
+            self.grad[step] = grad
             self._record_state(step, position, optimizer)
 
     def _record_state(self, step: int, position: Tensor, optimizer) -> None:
@@ -83,4 +90,6 @@ class Recorder:
         escaped = ((position - center).abs() > limit).any(dim=-1) | ~torch.isfinite(final_loss)
         self.diverged_at = _first(self.diverged_at, escaped, self.steps)
         if self.threshold is not None:
-            self.reached_at = _first(self.reached_at, final_loss <= self.threshold, self.steps)
+            reached = self.within if self.loss is None else self.loss[:-1] <= self.threshold
+            first = torch.where(reached.any(dim=0), reached.int().argmax(dim=0), NEVER)
+            self.reached_at = _first(first, final_loss <= self.threshold, self.steps)

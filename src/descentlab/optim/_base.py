@@ -147,11 +147,7 @@ class Optimizer(torch.optim.Optimizer):
                     f"{type(self).__name__} does not support complex parameters (parameter "
                     f"{index}); optimize torch.view_as_real(param) instead"
                 )
-            state = self.state[param]
-            if not state:
-                state.update(
-                    type(self).init_state(param, **self.hyperparameters(group, self._init_keys))
-                )
+            state = self.state_of(param, group)
             params.append(param)
             grads.append(param.grad)
             states.append(state)
@@ -160,6 +156,25 @@ class Optimizer(torch.optim.Optimizer):
     def closure_required(self) -> str | None:
         """Why this optimizer, as configured, must see the loss to step; None if it need not."""
         return "it evaluates the loss and its derivatives itself" if self.needs_closure else None
+
+    def state_of(self, param: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        """The state of ``param`` (a member of ``group``), initialised on first use."""
+        state = self.state[param]
+        if not state:
+            state.update(
+                type(self).init_state(param, **self.hyperparameters(group, self._init_keys))
+            )
+        return state
+
+    @property
+    def steps_by_update(self) -> bool:
+        """Whether ``step()`` is exactly one ``update`` call per group on the gradients.
+
+        Then a caller that computes gradients itself (the lab) may call ``update`` directly, with
+        ``state_of`` and ``hyperparameters``, and skip the hooks, ``.grad`` and the closure.
+        """
+        own_step = inspect.unwrap(type(self).step) is inspect.unwrap(Optimizer.step)
+        return own_step and not self._update_takes_loss and not self.closure_required()
 
     def _evaluate(self, closure: Callable[[], Any] | None) -> Any:
         if closure is None:
