@@ -131,3 +131,24 @@ def test_bad_flag_value_is_an_argparse_error(capsys):
         cli.main(["race", "ravine", "--steps", "many"])
     assert exit_info.value.code == 2
     assert "invalid int value" in capsys.readouterr().err
+
+
+def test_modern_optimizers_race_as_an_animation(tmp_path):
+    out = tmp_path / "race.gif"
+    assert (
+        cli.main(
+            [
+                "race",
+                "rosenbrock",
+                "--optimizers",
+                "lion,prodigy,schedulefree_adamw,lookahead",
+                "--steps",
+                "30",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert out.stat().st_size > 1000

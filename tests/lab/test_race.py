@@ -181,3 +181,20 @@ def test_steps_to_tolerance_agree_between_record_modes_and_ignore_diverged_runs(
     assert torch.equal(final.steps_to_tolerance, path.steps_to_tolerance)
     assert final.steps_to_tolerance[2] == -1 and final.diverged[2]
     assert 0 < final.steps_to_tolerance[1] < final.steps_to_tolerance[0]
+
+
+def test_schedule_free_is_recorded_at_its_averaged_point():
+    result = lab.race(
+        "ravine", ["schedulefree_sgd:lr=0.05"], [[-2.0, 1.0]], 20, dtype=torch.float64
+    )
+    from descentlab.optim import ScheduleFreeSGD
+
+    position = torch.tensor([[-2.0, 1.0]], dtype=torch.float64, requires_grad=True)
+    optimizer = ScheduleFreeSGD([{"params": [position], "stack_dims": 1}], lr=0.05)
+    surface = landscapes.get("ravine")
+    for _ in range(20):
+        optimizer.zero_grad()
+        surface(position).sum().backward()
+        optimizer.step()
+    optimizer.eval()
+    torch.testing.assert_close(result.final, position.detach(), rtol=1e-12, atol=1e-14)

@@ -56,7 +56,10 @@ class _Runner:
         self.group = self.optimizer.param_groups[0]
         self.base_lr = self.group.get("lr")
         # First-order methods whose step is one functional update: call it directly.
-        self.direct = self.optimizer.steps_by_update and not self.second_order
+        self.direct = getattr(self.optimizer, "steps_by_update", False) and not self.second_order
+        # Schedule-Free steps at y but is judged at its averaged point x: record that one.
+        shown = getattr(self.optimizer, "evaluation_point", None)
+        self.shown = (lambda: shown(self.position)) if shown else self.position.detach
         if self.direct:
             self.state = self.optimizer.state_of(self.position, self.group)
             self.update = type(self.optimizer).update
@@ -112,6 +115,11 @@ def race(
         tolerance: a run has converged once its loss is within this of the global minimum value.
         seed: seeds random starts, restarts and gradient noise.
         dtype: float32 (fast) or float64.
+
+    Schedule-Free optimizers step at their gradient point y but are judged at their averaged
+    point x: paths, final positions and final losses are x's; the per-step losses are y's.
+    Lookahead races as a wrapper of its named inner optimizer (``("lookahead", {"inner": "sgd"})``).
+    Muon needs each run's coordinates to form a matrix, which a point on a landscape does not.
         progress: called with the number of steps done, for progress bars.
     """
     surface = _landscape(landscape)
@@ -149,14 +157,15 @@ def race(
             if constraint is not None:
                 with torch.no_grad():
                     constraint.project_(runner.position)
-            recorder.after_step(step, loss, grad, runner.position, runner.optimizer)
+            recorder.after_step(step, loss, grad, runner.shown(), runner.position, runner.optimizer)
         if progress is not None:
             progress(step + 1)
 
     for runner, recorder in zip(runners, recorders, strict=True):
+        final = runner.shown()
         with torch.no_grad():
-            final_loss = surface(runner.position.detach())
-        recorder.finish(final_loss, runner.position.detach(), center, limit)
+            final_loss = surface(final)
+        recorder.finish(final_loss, final, center, limit)
 
     return RaceResult.assemble(
         surface, entries, recorders, restarts=restarts, tolerance=tolerance, steps=steps

@@ -49,7 +49,7 @@ class Recorder:
         self.final = self.final_loss = None
 
     def after_step(
-        self, step: int, loss: Tensor, grad: Tensor, position: Tensor, optimizer
+        self, step: int, loss: Tensor, grad: Tensor, shown: Tensor, position: Tensor, optimizer
     ) -> None:
         """Called after step ``step`` with the per-run loss evaluated before that step.
 
@@ -61,7 +61,7 @@ class Recorder:
         if self.path is None:
             return
         self.loss[step] = loss
-        self.path[step + 1] = position.detach()
+        self.path[step + 1] = shown
         if self.grad is not None:
             self.grad[step] = grad
             self._record_state(step, position, optimizer)

@@ -182,6 +182,11 @@ class _ScheduleFree(Optimizer):
     def _beta(self, group: dict[str, Any]) -> Hyper:
         raise NotImplementedError
 
+    def evaluation_point(self, param: Tensor) -> Tensor:
+        """The averaged point ``x`` of ``param``, without switching modes (for the lab's records)."""
+        group = next(g for g in self.param_groups if any(p is param for p in g["params"]))
+        return averaged_point(param, self.state[param], self._beta(group))
+
     @torch.no_grad()
     def eval(self) -> None:
         """Move the parameters to the averaged point ``x``: evaluate and report there."""
