@@ -18,7 +18,6 @@ process that imports descentlab and runs the race recording final states only.
 from __future__ import annotations
 
 import argparse
-import resource
 import subprocess
 import sys
 import time
@@ -70,20 +69,26 @@ def stacked_torch(runs: int, steps: int, fused: bool) -> float:
     return runs * steps / (time.perf_counter() - began)
 
 
+def _peak_line() -> str:
+    # VmHWM (the peak resident set) starts afresh at exec, unlike ru_maxrss, which a child
+    # inherits from its parent's peak.
+    return "float(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
+
+
 def peak_memory_mib(runs: int, steps: int, threads: int) -> tuple[float, float]:
     """Peak resident memory (MiB) of a fresh process after imports, and after the race."""
     program = (
-        f"import resource, torch; torch.set_num_threads({threads})\n"
+        f"import torch; torch.set_num_threads({threads})\n"
         "from descentlab import lab\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"before = {_peak_line()}\n"
         f"lab.race('rosenbrock', [('adam', {{'lr': torch.logspace(-4, -1, {runs})}})], "
         f"'random:{runs}', {steps}, record='final')\n"
-        "print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        f"print(before, {_peak_line()})\n"
     )
     output = subprocess.run(
         [sys.executable, "-c", program], capture_output=True, text=True, check=True
     )
-    before, after = (int(v) / 1024 for v in output.stdout.split())
+    before, after = (float(v) / 1024 for v in output.stdout.split())
     return before, after
 
 
@@ -139,9 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\npeak resident memory, {largest} runs recording final states: {after:.0f} MiB "
         f"({after - before:.0f} MiB above the {before:.0f} MiB of the imports)"
-    )
-    print(
-        f"({resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB peak for this whole benchmark)"
     )
     return 0
 
