@@ -198,3 +198,19 @@ def test_schedule_free_is_recorded_at_its_averaged_point():
         optimizer.step()
     optimizer.eval()
     torch.testing.assert_close(result.final, position.detach(), rtol=1e-12, atol=1e-14)
+
+
+def test_muon_races_each_point_as_a_one_row_matrix():
+    # Orthogonalizing a 1 x D matrix normalizes it: Muon's first step has length lr * sqrt(max(1, 1/D)).
+    result = lab.race(
+        "ravine",
+        ["muon:lr=0.1,momentum=0.0,weight_decay=0.0"],
+        [[-2.0, 1.0]],
+        1,
+        dtype=torch.float64,
+    )
+    step = result.path[1, 0] - result.path[0, 0]
+    assert step.norm() > 0
+    gradient = torch.tensor([0.2 * -2.0, 4.0 * 1.0], dtype=torch.float64)
+    cosine = torch.dot(-step, gradient) / (step.norm() * gradient.norm())
+    assert cosine > 0.99  # along the negative gradient

@@ -55,6 +55,21 @@ def test_race_figures(draw, race_result, tmp_path):
     _saved(figure, tmp_path / "figure.png", (8, 6))
 
 
+def test_state_traces_show_each_optimizers_inner_state(tmp_path):
+    result = lab.race(
+        "rosenbrock",
+        ["prodigy", "sophia:lr=0.01", "momentum:lr=0.001"],
+        [[-1.2, 1.0]],
+        20,
+        record="inspect",
+    )
+    for run, expected in enumerate([{"d", "exp_avg_sq"}, {"hessian"}, {"momentum_buffer"}]):
+        figure = figures.state_traces(result, run)
+        shown = {ax.get_ylabel() for ax in figure.axes}
+        assert expected <= shown, (run, shown)
+        _saved(figure, tmp_path / f"state{run}.png", (6, 8))
+
+
 def test_sweep_schedules_ewa_and_taylor(tmp_path):
     swept = lab.race(
         "rosenbrock",

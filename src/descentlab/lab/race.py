@@ -48,7 +48,13 @@ class _Runner:
             # Restarts: replica 0 starts where asked, the others at random points (given).
             starts = torch.cat([starts, restart_starts], dim=0)
             kwargs = {name: _repeat_runs(value, replicas) for name, value in kwargs.items()}
-        self.position = starts.clone().requires_grad_(True)
+        runs, dim = starts.shape
+        # A matrix-only method (Muon) sees each run's point as a 1 x D matrix, where its
+        # orthogonalized step is the normalized direction.
+        shape = (runs, 1, dim) if entry.spec.matrices_only else (runs, dim)
+        self.position = starts.clone().reshape(shape).requires_grad_(True)
+        if entry.spec.matrices_only:
+            kwargs = {name: _per_run(value, len(shape)) for name, value in kwargs.items()}
         self.optimizer = entry.spec.factory(
             [{"params": [self.position], "stack_dims": 1}], **kwargs
         )
@@ -58,8 +64,10 @@ class _Runner:
         # First-order methods whose step is one functional update: call it directly.
         self.direct = getattr(self.optimizer, "steps_by_update", False) and not self.second_order
         # Schedule-Free steps at y but is judged at its averaged point x: record that one.
-        shown = getattr(self.optimizer, "evaluation_point", None)
-        self.shown = (lambda: shown(self.position)) if shown else self.position.detach
+        judged_at = getattr(self.optimizer, "evaluation_point", None)
+        self.shown = lambda: (
+            judged_at(self.position) if judged_at else self.position.detach()
+        ).reshape(runs, dim)
         if self.direct:
             self.state = self.optimizer.state_of(self.position, self.group)
             self.update = type(self.optimizer).update
@@ -67,10 +75,19 @@ class _Runner:
 
 
 def _repeat_runs(value: Any, replicas: int) -> Any:
-    if isinstance(value, Tensor) and value.dim() == 2:
-        return value.repeat(replicas, 1)
+    if isinstance(value, Tensor) and value.dim() >= 2:
+        return value.repeat(replicas, *([1] * (value.dim() - 1)))
     if isinstance(value, tuple):
         return tuple(_repeat_runs(part, replicas) for part in value)
+    return value
+
+
+def _per_run(value: Any, dims: int) -> Any:
+    """Reshape per-run (R, 1) hyperparameters to broadcast against (R, 1, D) matrix positions."""
+    if isinstance(value, Tensor) and value.dim() == 2:
+        return value.reshape(value.shape[0], *([1] * (dims - 1)))
+    if isinstance(value, tuple):
+        return tuple(_per_run(part, dims) for part in value)
     return value
 
 
@@ -141,7 +158,7 @@ def race(
     minimum_values = [m.value for m in surface.minima]
     threshold = min(minimum_values) + tolerance if minimum_values else None
     recorders = [
-        Recorder(record, steps, runner.position, runner.entry.spec, threshold) for runner in runners
+        Recorder(record, steps, runner.shown(), runner.entry.spec, threshold) for runner in runners
     ]
     low, high = _domain(surface, dtype)
     center, half_span = (low + high) / 2, (high - low) / 2
@@ -175,25 +192,26 @@ def race(
 def _step(runner: _Runner, surface, noise_scale: float, generator, clip: float | None):
     """One optimizer step for all of an entry's runs: (per-run loss before it, the gradient)."""
     position, optimizer = runner.position, runner.optimizer
+    points = position.reshape(position.shape[0], -1)
     if runner.direct:
-        loss = surface(position)
+        loss = surface(points)
         (grad,) = torch.autograd.grad(loss.sum(), position)
         _perturb(grad, noise_scale, generator, clip)
         hyperparameters = optimizer.hyperparameters(runner.group, runner.update_keys)
         with torch.no_grad():
             runner.update([position], [grad], [runner.state], **hyperparameters)
-        return loss.detach(), grad
+        return loss.detach(), grad.reshape(points.shape)
     evaluated: list[Tensor] = []
 
     def closure() -> Tensor:
         optimizer.zero_grad()
-        loss = surface(position)
+        loss = surface(points)
         loss.sum().backward(create_graph=runner.second_order)
         if not runner.second_order:
             _perturb(position.grad, noise_scale, generator, clip)
         if not evaluated:
             evaluated.append(loss.detach())
-            evaluated.append(position.grad.detach().clone())
+            evaluated.append(position.grad.detach().reshape(points.shape).clone())
         return loss
 
     with warnings.catch_warnings():

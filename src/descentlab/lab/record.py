@@ -67,14 +67,21 @@ class Recorder:
             self._record_state(step, position, optimizer)
 
     def _record_state(self, step: int, position: Tensor, optimizer) -> None:
+        """Every state buffer of the spec that is per coordinate (kept as (R, D)) or per run
+        (first dimension R: Prodigy's d, say); others (a shared step count) are not traced."""
         state = optimizer.state[position]
+        runs, dim = self.path.shape[1:]
         for buffer in self.spec.state:
             value = state.get(buffer.name)
-            if not isinstance(value, Tensor) or value.shape != position.shape:
-                continue  # absent with these settings, or not per coordinate
+            if not isinstance(value, Tensor):
+                continue  # absent with these settings
+            if value.shape == position.shape:
+                value = value.reshape(runs, dim)
+            elif value.dim() == 0 or value.shape[0] != runs:
+                continue
             if buffer.name not in self.state:
                 self.state[buffer.name] = torch.full(
-                    (self.steps, *position.shape), float("nan"), dtype=position.dtype
+                    (self.steps, *value.shape), float("nan"), dtype=self.path.dtype
                 )
             self.state[buffer.name][step] = value
 

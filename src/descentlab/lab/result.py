@@ -104,10 +104,19 @@ class RaceResult:
         names = sorted({name for p in parts for name in p["state"]})
         state = {}
         for name in names:
-            state[name] = torch.cat(
-                [p["state"].get(name, torch.full_like(p["grad"], float("nan"))) for p in parts],
-                dim=1,
-            )
+            # Entries without the buffer get NaN in the shape of those that have it.
+            like = next(p["state"][name] for p in parts if name in p["state"])
+            filled = []
+            for p in parts:
+                if name in p["state"]:
+                    filled.append(p["state"][name])
+                else:
+                    shape = (like.shape[0], p["grad"].shape[1], *like.shape[2:])
+                    filled.append(torch.full(shape, float("nan"), dtype=like.dtype))
+            try:
+                state[name] = torch.cat(filled, dim=1)
+            except RuntimeError:
+                continue  # same name, different layouts in two optimizers: not comparable
         return cls(
             landscape=surface,
             runs=runs,

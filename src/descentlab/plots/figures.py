@@ -415,3 +415,36 @@ def overview(result, size=(12.0, 5.0)) -> Figure:
     contour(result, ax=left)
     loss_curves(result, ax=right)
     return figure
+
+
+def state_traces(result, run: int = 0, size=(7.0, 2.4)) -> Figure:
+    """The inspector's inner state of one run: every recorded buffer over the steps, one panel each
+    (momentum, squared-gradient averages, Prodigy's d, Sophia's Hessian estimate, ...)."""
+    if not result.state:
+        raise ValueError("state_traces needs a race recorded with record='inspect'")
+    info = result.runs[run]
+    names = [name for name, trace in result.state.items() if torch.isfinite(trace[:, run]).any()]
+    if not names:
+        raise ValueError(f"{info.optimizer} keeps no per-run state to show")
+    figure = plt.figure(figsize=(size[0], size[1] * len(names)), layout="constrained")
+    axes = figure.subplots(len(names), 1, sharex=True, squeeze=False)[:, 0]
+    entry = optim.spec(info.optimizer)
+    symbols = {buffer.name: buffer for buffer in entry.state}
+    for ax, name in zip(axes, names, strict=True):
+        trace = result.state[name][:, run]
+        trace = trace.reshape(trace.shape[0], -1)
+        for coordinate in range(trace.shape[1]):
+            label = f"{name}[{coordinate}]" if trace.shape[1] > 1 else name
+            ax.plot(
+                trace[:, coordinate].numpy(),
+                color=colour(info.optimizer),
+                ls=["-", "--", ":", "-."][coordinate % 4],
+                label=label,
+            )
+        meaning = symbols[name].meaning if name in symbols else ""
+        ax.set_ylabel(name)
+        ax.set_title(meaning, fontsize=9)
+        ax.legend(loc="best", fontsize=7)
+    axes[-1].set_xlabel("step")
+    figure.suptitle(f"Inspector: inner state of {run_label(info)} on {result.landscape.title}")
+    return figure
