@@ -23,7 +23,7 @@ from . import _hyper
 from ._base import Optimizer
 from ._hyper import Hyper
 from ._state import advance, apply_weight_decay, step_counter
-from .spec import Hyperparameter, Paper, Spec, StateBuffer
+from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
 
 def init_state(param: Tensor) -> dict[str, Any]:
@@ -141,27 +141,13 @@ SPECS = (
         ),
         hyperparameters=(
             Hyperparameter("lr", 1e-3, "step size", r"\eta", 1e-5, 1e-1, "log"),
-            Hyperparameter(
-                "beta1",
-                0.9,
-                "decay of the gradient average m (momentum)",
-                r"\beta_1",
-                0.5,
-                0.99,
-                "log1m",
-                argument="betas",
-                index=0,
-            ),
-            Hyperparameter(
-                "beta2",
+            decay_rate(0, 0.9, "decay of the gradient average m (momentum)", 0.5, 0.99),
+            decay_rate(
+                1,
                 0.999,
                 "decay of the belief s, the average squared deviation of g from m",
-                r"\beta_2",
                 0.9,
                 0.9999,
-                "log1m",
-                argument="betas",
-                index=1,
             ),
             Hyperparameter(
                 "eps",

@@ -12,7 +12,7 @@ from . import _hyper
 from ._base import Optimizer, torch_flags
 from ._hyper import Hyper
 from ._state import advance, apply_weight_decay, step_counter
-from .spec import Hyperparameter, Paper, Spec, StateBuffer
+from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
 
 def init_state(param: Tensor, *, amsgrad: bool) -> dict[str, Any]:
@@ -168,28 +168,8 @@ class AdamW(Adam):
         )
 
 
-_BETA1 = Hyperparameter(
-    "beta1",
-    0.9,
-    "decay of the gradient average m (momentum)",
-    r"\beta_1",
-    0.5,
-    0.99,
-    "log1m",
-    argument="betas",
-    index=0,
-)
-_BETA2 = Hyperparameter(
-    "beta2",
-    0.999,
-    "decay of the squared-gradient average v",
-    r"\beta_2",
-    0.9,
-    0.9999,
-    "log1m",
-    argument="betas",
-    index=1,
-)
+_BETA1 = decay_rate(0, 0.9, "decay of the gradient average m (momentum)", 0.5, 0.99)
+_BETA2 = decay_rate(1, 0.999, "decay of the squared-gradient average v", 0.9, 0.9999)
 _EPS = Hyperparameter(
     "eps", 1e-8, "added to the denominator to avoid division by zero", r"\epsilon"
 )

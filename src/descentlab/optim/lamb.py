@@ -28,7 +28,7 @@ from ._base import Optimizer
 from ._hyper import Hyper
 from ._stack import slice_norm
 from ._state import advance, step_counter
-from .spec import Hyperparameter, Paper, Spec, StateBuffer
+from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
 
 def init_state(param: Tensor) -> dict[str, Any]:
@@ -159,28 +159,8 @@ SPECS = (
                 1e-1,
                 "log",
             ),
-            Hyperparameter(
-                "beta1",
-                0.9,
-                "decay of the gradient average m (momentum)",
-                r"\beta_1",
-                0.5,
-                0.99,
-                "log1m",
-                argument="betas",
-                index=0,
-            ),
-            Hyperparameter(
-                "beta2",
-                0.999,
-                "decay of the squared-gradient average v",
-                r"\beta_2",
-                0.9,
-                0.9999,
-                "log1m",
-                argument="betas",
-                index=1,
-            ),
+            decay_rate(0, 0.9, "decay of the gradient average m (momentum)", 0.5, 0.99),
+            decay_rate(1, 0.999, "decay of the squared-gradient average v", 0.9, 0.9999),
             Hyperparameter(
                 "eps", 1e-6, "added to the denominator to avoid division by zero", r"\epsilon"
             ),

@@ -20,7 +20,7 @@ from torch import Tensor
 from . import _hyper
 from ._base import Optimizer
 from ._hyper import Hyper
-from .spec import Hyperparameter, Paper, Spec, StateBuffer
+from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
 
 def init_state(param: Tensor) -> dict[str, Any]:
@@ -122,28 +122,10 @@ SPECS = (
                 1e-2,
                 "log",
             ),
-            Hyperparameter(
-                "beta1",
-                0.9,
-                "weight of the momentum in the direction whose sign is taken",
-                r"\beta_1",
-                0.5,
-                0.99,
-                "log1m",
-                argument="betas",
-                index=0,
+            decay_rate(
+                0, 0.9, "weight of the momentum in the direction whose sign is taken", 0.5, 0.99
             ),
-            Hyperparameter(
-                "beta2",
-                0.99,
-                "decay of the momentum buffer m",
-                r"\beta_2",
-                0.9,
-                0.9999,
-                "log1m",
-                argument="betas",
-                index=1,
-            ),
+            decay_rate(1, 0.99, "decay of the momentum buffer m", 0.9, 0.9999),
             Hyperparameter(
                 "weight_decay",
                 0.0,

@@ -12,7 +12,7 @@ from . import _hyper
 from ._base import Optimizer, torch_flags
 from ._hyper import Hyper
 from ._state import advance, apply_weight_decay, scalar_dtype, step_counter
-from .spec import Hyperparameter, Paper, Spec, StateBuffer
+from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
 
 def init_state(param: Tensor) -> dict[str, Any]:
@@ -147,28 +147,8 @@ SPECS = (
         ),
         hyperparameters=(
             Hyperparameter("lr", 2e-3, "step size", r"\eta", 1e-5, 1e-1, "log"),
-            Hyperparameter(
-                "beta1",
-                0.9,
-                "decay of the gradient average",
-                r"\beta_1",
-                0.5,
-                0.99,
-                "log1m",
-                argument="betas",
-                index=0,
-            ),
-            Hyperparameter(
-                "beta2",
-                0.999,
-                "decay of the squared-gradient average",
-                r"\beta_2",
-                0.9,
-                0.9999,
-                "log1m",
-                argument="betas",
-                index=1,
-            ),
+            decay_rate(0, 0.9, "decay of the gradient average", 0.5, 0.99),
+            decay_rate(1, 0.999, "decay of the squared-gradient average", 0.9, 0.9999),
             Hyperparameter("eps", 1e-8, "added to the denominator", r"\epsilon"),
             Hyperparameter("momentum_decay", 4e-3, "how fast the momentum warms up", r"\psi"),
             Hyperparameter("weight_decay", 0.0, "L2 penalty (decoupled if asked)", r"\lambda"),

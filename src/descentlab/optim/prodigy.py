@@ -40,7 +40,7 @@ from ._base import Optimizer
 from ._hyper import Hyper
 from ._stack import as_stack, expand_to, slice_sum
 from ._state import advance, step_counter
-from .spec import Hyperparameter, Paper, Spec, StateBuffer
+from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
 
 def per_run(name: str, value: Hyper, param: Tensor, stack_dims: int) -> Tensor:
@@ -200,28 +200,8 @@ SPECS = (
             Hyperparameter(
                 "lr", 1.0, "multiplier of the estimated step size d", r"\gamma", 0.1, 10.0, "log"
             ),
-            Hyperparameter(
-                "beta1",
-                0.9,
-                "decay of the gradient average m",
-                r"\beta_1",
-                0.5,
-                0.99,
-                "log1m",
-                argument="betas",
-                index=0,
-            ),
-            Hyperparameter(
-                "beta2",
-                0.999,
-                "decay of the squared-gradient average v",
-                r"\beta_2",
-                0.9,
-                0.9999,
-                "log1m",
-                argument="betas",
-                index=1,
-            ),
+            decay_rate(0, 0.9, "decay of the gradient average m", 0.5, 0.99),
+            decay_rate(1, 0.999, "decay of the squared-gradient average v", 0.9, 0.9999),
             Hyperparameter("beta3", None, "decay of r and s (None: sqrt(beta2))", r"\beta_3"),
             Hyperparameter("eps", 1e-8, "added to the denominator, times d", r"\epsilon"),
             Hyperparameter("weight_decay", 0.0, "decoupled decay, scaled by lr d", r"\lambda"),

@@ -41,7 +41,7 @@ from . import _hyper
 from ._base import Optimizer
 from ._hyper import Hyper
 from ._state import advance, step_counter
-from .spec import Hyperparameter, Paper, Spec, StateBuffer
+from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
 _PAPER = Paper(
     "Defazio, A., Yang, X. A., Mehta, H., Mishchenko, K., Khaled, A. and Cutkosky, A.",
@@ -361,28 +361,14 @@ SPECS = (
         ),
         hyperparameters=(
             Hyperparameter("lr", 0.0025, "step size of z", r"\gamma", 1e-4, 1e-1, "log"),
-            Hyperparameter(
-                "beta1",
+            decay_rate(
+                0,
                 0.9,
                 "interpolation between z and the average x where the gradient is taken",
-                r"\beta_1",
                 0.5,
                 0.98,
-                "log1m",
-                argument="betas",
-                index=0,
             ),
-            Hyperparameter(
-                "beta2",
-                0.999,
-                "decay of the squared-gradient average v",
-                r"\beta_2",
-                0.9,
-                0.9999,
-                "log1m",
-                argument="betas",
-                index=1,
-            ),
+            decay_rate(1, 0.999, "decay of the squared-gradient average v", 0.9, 0.9999),
             Hyperparameter("eps", 1e-8, "added to the denominator", r"\epsilon"),
             *_SHARED_HYPERPARAMETERS,
         ),

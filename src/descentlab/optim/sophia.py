@@ -41,7 +41,7 @@ from . import _hyper
 from ._base import Optimizer
 from ._hyper import Hyper
 from ._state import advance, step_counter
-from .spec import Hyperparameter, Paper, Spec, StateBuffer
+from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
 # An odd 64-bit constant (the golden ratio's bits) spreads (seed, step) over generator seeds.
 _SEED_MIX = 0x9E3779B97F4A7C15
@@ -276,27 +276,9 @@ SPECS = (
                 1e-1,
                 "log",
             ),
-            Hyperparameter(
-                "beta1",
-                0.965,
-                "decay of the gradient average m",
-                r"\beta_1",
-                0.5,
-                0.99,
-                "log1m",
-                argument="betas",
-                index=0,
-            ),
-            Hyperparameter(
-                "beta2",
-                0.99,
-                "decay of the Hessian-diagonal average h (per estimate)",
-                r"\beta_2",
-                0.9,
-                0.999,
-                "log1m",
-                argument="betas",
-                index=1,
+            decay_rate(0, 0.965, "decay of the gradient average m", 0.5, 0.99),
+            decay_rate(
+                1, 0.99, "decay of the Hessian-diagonal average h (per estimate)", 0.9, 0.999
             ),
             Hyperparameter(
                 "rho", 0.04, "scale of the curvature in the denominator", r"\rho", 0.01, 1.0, "log"

@@ -81,6 +81,16 @@ class Hyperparameter:
         return [1 - math.exp(lo + f * (hi - lo)) for f in fractions]
 
 
+def decay_rate(index: int, default: float, meaning: str, low: float, high: float) -> Hyperparameter:
+    """``beta1`` or ``beta2``: component ``index`` of a ``betas`` argument, tuned as
+    ``1 - beta`` on a log scale (0.9, 0.99 and 0.999 are equally far apart)."""
+    number = index + 1
+    return Hyperparameter(
+        f"beta{number}", default, meaning, rf"\beta_{number}", low, high, "log1m",
+        argument="betas", index=index,
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class StateBuffer:
     name: str
