@@ -25,6 +25,29 @@ def advance(state: dict) -> float:
     return counter.item()
 
 
+def zeroed(param: Tensor, *names: str) -> dict[str, Tensor]:
+    """A step counter and, for each name, a zero buffer shaped like ``param``."""
+    state = {"step": step_counter()}
+    for name in names:
+        state[name] = torch.zeros_like(param, memory_format=torch.preserve_format)
+    return state
+
+
+def decayed_gradient(
+    grad: Tensor, param: Tensor, lr: Hyper, weight_decay: Hyper, decoupled: bool, maximize: bool
+) -> Tensor:
+    """The gradient the update sees, with weight decay applied one of the two ways.
+
+    Decoupled (Loshchilov & Hutter, 2019, as torch scales it): shrink ``param`` by ``lr * wd`` in
+    place and leave the gradient alone. Coupled: add ``wd * param`` to the gradient (L2).
+    """
+    if not decoupled:
+        return apply_weight_decay(grad, param, weight_decay, maximize)
+    if is_nonzero(weight_decay):
+        param.mul_(1 - lr * weight_decay)
+    return -grad if maximize else grad
+
+
 def apply_weight_decay(grad: Tensor, param: Tensor, weight_decay: Hyper, maximize: bool) -> Tensor:
     """The gradient the update sees: negated when maximizing, plus coupled L2 decay ``wd * param``."""
     if maximize:

@@ -5,22 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from . import _hyper
 from ._base import Optimizer, torch_flags
 from ._hyper import Hyper
-from ._state import advance, apply_weight_decay, step_counter
+from ._state import advance, apply_weight_decay, zeroed
 from .spec import Hyperparameter, Paper, Spec, StateBuffer
 
 
 def init_state(param: Tensor) -> dict[str, Any]:
-    return {
-        "step": step_counter(),
-        "square_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
-        "acc_delta": torch.zeros_like(param, memory_format=torch.preserve_format),
-    }
+    return zeroed(param, "square_avg", "acc_delta")
 
 
 def update(

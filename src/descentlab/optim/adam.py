@@ -11,7 +11,7 @@ from torch import Tensor
 from . import _hyper
 from ._base import Optimizer, torch_flags
 from ._hyper import Hyper
-from ._state import advance, apply_weight_decay, step_counter
+from ._state import advance, decayed_gradient, step_counter
 from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
 
@@ -48,15 +48,9 @@ def update(
             \\frac{m_t}{\\sqrt{v_t}/\\sqrt{1-\\beta_2^t} + \\epsilon}
     """
     beta1, beta2 = betas
-    decay = _hyper.is_nonzero(weight_decay)
     for param, grad, state in zip(params, grads, states, strict=True):
         step = advance(state)
-        if decoupled_weight_decay:
-            if decay:
-                param.mul_(1 - lr * weight_decay)
-            grad = -grad if maximize else grad
-        else:
-            grad = apply_weight_decay(grad, param, weight_decay, maximize)
+        grad = decayed_gradient(grad, param, lr, weight_decay, decoupled_weight_decay, maximize)
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(grad, 1 - beta1)
         _hyper.addcmul_(exp_avg_sq.mul_(beta2), grad, grad, 1 - beta2)

@@ -11,16 +11,12 @@ from torch import Tensor
 from . import _hyper
 from ._base import Optimizer, torch_flags
 from ._hyper import Hyper
-from ._state import advance, apply_weight_decay, step_counter
+from ._state import advance, apply_weight_decay, zeroed
 from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
 
 def init_state(param: Tensor) -> dict[str, Any]:
-    return {
-        "step": step_counter(),
-        "exp_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
-        "exp_inf": torch.zeros_like(param, memory_format=torch.preserve_format),
-    }
+    return zeroed(param, "exp_avg", "exp_inf")
 
 
 def update(

@@ -11,7 +11,7 @@ from torch import Tensor
 from . import _hyper
 from ._base import Optimizer, torch_flags
 from ._hyper import Hyper
-from ._state import advance, apply_weight_decay, scalar_dtype, step_counter
+from ._state import advance, decayed_gradient, scalar_dtype, step_counter
 from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
 
@@ -53,12 +53,7 @@ def update(
     for param, grad, state in zip(params, grads, states, strict=True):
         step = advance(state)
         bias_correction2 = 1 - beta2**step
-        if decoupled_weight_decay:
-            if _hyper.is_nonzero(weight_decay):
-                param.mul_(1 - lr * weight_decay)
-            grad = -grad if maximize else grad
-        else:
-            grad = apply_weight_decay(grad, param, weight_decay, maximize)
+        grad = decayed_gradient(grad, param, lr, weight_decay, decoupled_weight_decay, maximize)
         mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
         mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
         if isinstance(mu, Tensor):

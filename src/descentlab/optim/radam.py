@@ -11,7 +11,7 @@ from torch import Tensor
 from . import _hyper
 from ._base import Optimizer, torch_flags
 from ._hyper import Hyper
-from ._state import advance, apply_weight_decay, step_counter
+from ._state import advance, decayed_gradient, zeroed
 from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
 #: Liu et al. use the adaptive step once the approximated SMA length exceeds this (torch: 5).
@@ -19,11 +19,7 @@ RECTIFY_THRESHOLD = 5.0
 
 
 def init_state(param: Tensor) -> dict[str, Any]:
-    return {
-        "step": step_counter(),
-        "exp_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
-        "exp_avg_sq": torch.zeros_like(param, memory_format=torch.preserve_format),
-    }
+    return zeroed(param, "exp_avg", "exp_avg_sq")
 
 
 def update(
@@ -52,12 +48,7 @@ def update(
     beta1, beta2 = betas
     for param, grad, state in zip(params, grads, states, strict=True):
         step = advance(state)
-        if decoupled_weight_decay:
-            if _hyper.is_nonzero(weight_decay):
-                param.mul_(1 - lr * weight_decay)
-            grad = -grad if maximize else grad
-        else:
-            grad = apply_weight_decay(grad, param, weight_decay, maximize)
+        grad = decayed_gradient(grad, param, lr, weight_decay, decoupled_weight_decay, maximize)
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(grad, 1 - beta1)
         _hyper.addcmul_(exp_avg_sq.mul_(beta2), grad, grad, 1 - beta2)
