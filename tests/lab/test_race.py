@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from descentlab import lab, landscapes
+from descentlab import lab, landscapes, optim
 
 
 def _torch_path(optimizer_class, kwargs, start, steps, landscape):
@@ -214,3 +214,18 @@ def test_muon_races_each_point_as_a_one_row_matrix():
     gradient = torch.tensor([0.2 * -2.0, 4.0 * 1.0], dtype=torch.float64)
     cosine = torch.dot(-step, gradient) / (step.norm() * gradient.norm())
     assert cosine > 0.99  # along the negative gradient
+
+
+@pytest.mark.parametrize("key", optim.names())
+def test_every_optimizer_races_with_swept_hyperparameters_restarts_and_the_inspector(key):
+    sweep = {"lr": [1e-4, 1e-3]} if "lr" in optim.spec(key).defaults else {}
+    result = lab.race(
+        "rosenbrock", [(key, sweep)], [[-1.2, 1.0], [0.3, 0.2]], 8, record="inspect", restarts=2
+    )
+    assert len(result.runs) == (4 if sweep else 2)
+    assert result.path.shape == (9, len(result.runs), 2) and result.grad.shape == (
+        8,
+        len(result.runs),
+        2,
+    )
+    assert torch.isfinite(result.path[0]).all()

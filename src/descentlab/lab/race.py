@@ -55,6 +55,10 @@ class _Runner:
         self.position = starts.clone().reshape(shape).requires_grad_(True)
         if entry.spec.matrices_only:
             kwargs = {name: _per_run(value, len(shape)) for name, value in kwargs.items()}
+        elif entry.spec.elementwise:
+            # Same-shape operands take torch's fast kernels; (R, 1) against (R, D) broadcasts
+            # several times slower. One copy per race buys every step the fast path.
+            kwargs = {name: _full(value, shape) for name, value in kwargs.items()}
         self.optimizer = entry.spec.factory(
             [{"params": [self.position], "stack_dims": 1}], **kwargs
         )
@@ -79,6 +83,15 @@ def _repeat_runs(value: Any, replicas: int) -> Any:
         return value.repeat(replicas, *([1] * (value.dim() - 1)))
     if isinstance(value, tuple):
         return tuple(_repeat_runs(part, replicas) for part in value)
+    return value
+
+
+def _full(value: Any, shape: tuple[int, ...]) -> Any:
+    """Per-run (R, 1) hyperparameters written out to the positions' full (R, D) shape."""
+    if isinstance(value, Tensor) and value.dim() == 2:
+        return value.expand(shape).contiguous()
+    if isinstance(value, tuple):
+        return tuple(_full(part, shape) for part in value)
     return value
 
 

@@ -83,7 +83,9 @@ class Recorder:
                 self.state[buffer.name] = torch.full(
                     (self.steps, *value.shape), float("nan"), dtype=self.path.dtype
                 )
-            self.state[buffer.name][step] = value
+            trace = self.state[buffer.name]
+            if trace.shape[1:] == value.shape:  # a growing history (L-BFGS) is not traced
+                trace[step] = value
 
     def finish(self, final_loss: Tensor, position: Tensor, center: Tensor, limit: Tensor) -> None:
         """Close the record at the final position, whose loss was never before a step."""

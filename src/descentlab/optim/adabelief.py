@@ -161,6 +161,7 @@ SPECS = (
             StateBuffer("exp_avg", "moving average of the gradient (first moment)", "m"),
             StateBuffer("exp_avg_var", "moving average of (g - m)^2 plus eps: the belief", "s"),
         ),
+        elementwise=True,
         factory=AdaBelief,
         family="modern",
         teaches="dividing by the gradient's surprise, not its size, steps boldly where the "

@@ -128,6 +128,7 @@ SPECS = (
             StateBuffer("square_avg", "decaying average of squared gradients", "E[g^2]"),
             StateBuffer("acc_delta", "decaying average of squared updates", r"E[\Delta\theta^2]"),
         ),
+        elementwise=True,
         factory=Adadelta,
         teaches="a step size in the units of the parameters, with no learning rate to tune",
     ),

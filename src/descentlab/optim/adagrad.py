@@ -118,6 +118,7 @@ SPECS = (
             Hyperparameter("weight_decay", 0.0, "coupled L2 penalty", r"\lambda"),
         ),
         state=(StateBuffer("sum", "sum of all past squared gradients", "G"),),
+        elementwise=True,
         factory=Adagrad,
         teaches="per-coordinate step sizes that only ever shrink",
     ),

@@ -63,17 +63,8 @@ def update(
             torch.maximum(second_moment, exp_avg_sq, out=second_moment)
         else:
             second_moment = exp_avg_sq
-        if isinstance(step_size, Tensor):
-            # Per-run step sizes: fold them into the denominator's existing passes (torch's
-            # capturable form) instead of scaling exp_avg in an extra pass.
-            negative_step = -step_size
-            denom = (second_moment.sqrt() / (bias_correction2_sqrt * negative_step)).add_(
-                eps / negative_step
-            )
-            param.addcdiv_(exp_avg, denom)
-        else:
-            denom = (second_moment.sqrt() / bias_correction2_sqrt).add_(eps)
-            param.addcdiv_(exp_avg, denom, value=-step_size)
+        denom = (second_moment.sqrt() / bias_correction2_sqrt).add_(eps)
+        _hyper.addcdiv_(param, exp_avg, denom, -step_size)
 
 
 class Adam(Optimizer):
@@ -198,6 +189,7 @@ SPECS = (
             ),
         ),
         state=_ADAM_STATE,
+        elementwise=True,
         factory=Adam,
         teaches="bias correction and per-coordinate scaling make one default work almost anywhere",
     ),
@@ -229,6 +221,7 @@ SPECS = (
             ),
         ),
         state=_ADAM_STATE,
+        elementwise=True,
         factory=AdamW,
         teaches="L2 regularization and weight decay are different things for adaptive methods",
     ),

@@ -113,6 +113,7 @@ SPECS = (
             StateBuffer("exp_avg", "moving average of the gradient", "m"),
             StateBuffer("exp_inf", "decaying maximum of |gradient|", "u"),
         ),
+        elementwise=True,
         factory=Adamax,
         teaches="the infinity norm gives a denominator that is stable and needs no root",
     ),

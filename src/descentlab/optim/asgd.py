@@ -223,6 +223,7 @@ SPECS = (
             StateBuffer("mu", "weight of the newest iterate in the average", r"\mu"),
             StateBuffer("ax", "running average of the iterates (the answer)", r"\bar\theta"),
         ),
+        elementwise=True,
         factory=ASGD,
         family="modern",
         teaches="averaging the iterates of noisy SGD cancels the noise that a constant step "

@@ -134,6 +134,7 @@ SPECS = (
             ),
         ),
         state=(StateBuffer("exp_avg", "momentum: moving average of the gradient", "m"),),
+        elementwise=True,
         factory=Lion,
         family="modern",
         teaches="the sign of a momentum is enough: every coordinate moves by the same lr",

@@ -155,6 +155,7 @@ SPECS = (
                 "mu_product", "product of the momentum coefficients so far", r"\prod \mu_i"
             ),
         ),
+        elementwise=True,
         factory=NAdam,
         teaches="Nesterov's look-ahead inside Adam",
     ),

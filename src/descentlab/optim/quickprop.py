@@ -183,6 +183,7 @@ SPECS = (
             StateBuffer("prev_update", "the previous change of the weight", r"\Delta\theta_{t-1}"),
         ),
         full_batch=True,
+        elementwise=True,
         factory=Quickprop,
         order=1,
         teaches="two successive slopes already tell the curvature along each weight",

@@ -151,6 +151,7 @@ SPECS = (
             StateBuffer("exp_avg", "moving average of the gradient", "m"),
             StateBuffer("exp_avg_sq", "moving average of the squared gradient", "v"),
         ),
+        elementwise=True,
         factory=RAdam,
         teaches="why Adam needs warmup, and a rule that replaces it",
     ),

@@ -157,6 +157,7 @@ SPECS = (
             StateBuffer("momentum_buffer", "momentum of the scaled gradient (momentum > 0)", "b"),
             StateBuffer("grad_avg", "decaying average of gradients (centered)", r"\bar g"),
         ),
+        elementwise=True,
         factory=RMSprop,
         teaches="a forgetting average of squared gradients keeps adaptive steps from dying out",
     ),

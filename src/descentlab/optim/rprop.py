@@ -349,6 +349,7 @@ SPECS = (
             StateBuffer("prev_loss", "the loss at the last step (irprop+)", "E_{t-1}"),
         ),
         full_batch=True,
+        elementwise=True,
         factory=Rprop,
         teaches="the sign of the gradient is enough when every coordinate adapts its own step",
     ),

@@ -118,6 +118,8 @@ class Spec:
     full_batch: bool = False
     #: Each run's own coordinates must form a matrix (Muon orthogonalizes 2-D weights).
     matrices_only: bool = False
+    #: Every coordinate is updated from its own gradient and state alone (no norms, no matrices).
+    elementwise: bool = False
     teaches: str = ""
 
     def hyperparameter(self, name: str) -> Hyperparameter:

@@ -185,6 +185,7 @@ SPECS = (
             StateBuffer("exp_avg", "moving average of the gradient (first moment)", "m"),
             StateBuffer("exp_avg_sq", "additively updated squared-gradient estimate", "v"),
         ),
+        elementwise=True,
         factory=Yogi,
         teaches="an additive second-moment update keeps the effective step from blowing up "
         "when gradients suddenly shrink",
