@@ -219,13 +219,9 @@ def test_muon_races_each_point_as_a_one_row_matrix():
 @pytest.mark.parametrize("key", optim.names())
 def test_every_optimizer_races_with_swept_hyperparameters_restarts_and_the_inspector(key):
     sweep = {"lr": [1e-4, 1e-3]} if "lr" in optim.spec(key).defaults else {}
-    result = lab.race(
-        "rosenbrock", [(key, sweep)], [[-1.2, 1.0], [0.3, 0.2]], 8, record="inspect", restarts=2
-    )
-    assert len(result.runs) == (4 if sweep else 2)
-    assert result.path.shape == (9, len(result.runs), 2) and result.grad.shape == (
-        8,
-        len(result.runs),
-        2,
-    )
+    starts = [[-1.2, 1.0], [0.3, 0.2], [0.5, 1.5]]
+    result = lab.race("rosenbrock", [(key, sweep)], starts, 8, record="inspect", restarts=2)
+    runs = 6 if sweep else 3  # two values crossed with three starts
+    assert len(result.runs) == runs
+    assert result.path.shape == (9, runs, 2) and result.grad.shape == (8, runs, 2)
     assert torch.isfinite(result.path[0]).all()
