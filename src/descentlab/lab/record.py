@@ -100,5 +100,5 @@ class Recorder:
         self.diverged_at = _first(self.diverged_at, escaped, self.steps)
         if self.threshold is not None:
             reached = self.within if self.loss is None else self.loss[:-1] <= self.threshold
-            first = torch.where(reached.any(dim=0), reached.int().argmax(dim=0), NEVER)
+            first = torch.where(reached.any(dim=0), reached.to(torch.uint8).argmax(dim=0), NEVER)
             self.reached_at = _first(first, final_loss <= self.threshold, self.steps)

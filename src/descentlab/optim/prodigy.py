@@ -58,6 +58,11 @@ def per_run(name: str, value: Hyper, param: Tensor, stack_dims: int) -> Tensor:
     return torch.broadcast_to(value, tuple(stack) + (1,) * own).reshape(stack).to(param.dtype)
 
 
+def _each(value: Hyper, param: Tensor) -> Hyper:
+    """A per-run value shaped to broadcast against ``param``; plain numbers stay numbers."""
+    return expand_to(value, param) if isinstance(value, Tensor) else value
+
+
 def init_state(param: Tensor, *, d0: Hyper, stack_dims: int) -> dict[str, Any]:
     zeros = torch.zeros_like(param, memory_format=torch.preserve_format)
     return {
@@ -93,11 +98,18 @@ def update(
     if beta3 is None:
         beta3 = beta2**0.5
     first = params[0]
-    lr_run = per_run("lr", lr, first, stack_dims)
-    d0_run = per_run("d0", d0, first, stack_dims)
-    coef_run = per_run("d_coef", d_coef, first, stack_dims)
-    beta3_run = per_run("beta3", beta3, first, stack_dims)
-    d = states[0]["d"]
+    hyperparameters = (lr, beta1, beta2, beta3, eps, weight_decay, d0, d_coef)
+    if stack_dims == 0 and not any(isinstance(h, Tensor) for h in hyperparameters):
+        # One run, plain-number settings: d and every coefficient as Python numbers, so the
+        # passes over the parameters take torch's fused scalar forms (alpha=, value=).
+        lr_run, d0_run, coef_run, beta3_run = lr, d0, d_coef, beta3
+        d = states[0]["d"].item()
+    else:
+        lr_run = per_run("lr", lr, first, stack_dims)
+        d0_run = per_run("d0", d0, first, stack_dims)
+        coef_run = per_run("d_coef", d_coef, first, stack_dims)
+        beta3_run = per_run("beta3", beta3, first, stack_dims)
+        d = states[0]["d"]
     step_size = d * lr_run  # the step size of this step, gamma_k d_k (per run)
     # r and s grow by (d / d0) * gamma d g: the paper's gamma d^2 g over the constant d0.
     growth = (d / d0_run) * (d if safeguard_warmup else step_size)
@@ -105,24 +117,27 @@ def update(
     denominator = torch.zeros_like(numerator)
     for param, grad, state in zip(params, grads, states, strict=True):
         advance(state)
-        moved = slice_sum(grad * (state["p0"] - param), stack_dims)
+        moved = slice_sum((state["p0"] - param).mul_(grad), stack_dims)
         numerator = numerator + as_stack(moved, stack_dims) * (d / d0_run) * step_size
-        d_each = expand_to(d, param)
+        d_each = _each(d, param)
         _hyper.add_(state["exp_avg"].mul_(beta1), grad, d_each * (1 - beta1))
         _hyper.addcmul_(state["exp_avg_sq"].mul_(beta2), grad, grad, d_each * d_each * (1 - beta2))
-        s = state["s"].mul_(expand_to(beta3_run, param)).add_(grad * expand_to(growth, param))
-        denominator = denominator + as_stack(slice_sum(s.abs(), stack_dims), stack_dims)
+        s = _hyper.add_(state["s"].mul_(_each(beta3_run, param)), grad, _each(growth, param))
+        own_dims = list(range(stack_dims, s.dim()))
+        s_norm = torch.linalg.vector_norm(s, ord=1, dim=own_dims) if own_dims else s.abs()
+        denominator = denominator + s_norm
     # No gradient seen yet (or lr = 0 so far): nothing to estimate from, d stays.
     estimate = coef_run * numerator / torch.where(denominator > 0, denominator, 1.0)
-    new_d = torch.where(denominator > 0, torch.maximum(d, estimate), d)
+    d_tensor = torch.as_tensor(d, dtype=numerator.dtype)
+    new_d = torch.where(denominator > 0, torch.maximum(d_tensor, estimate), d_tensor)
     for param, state in zip(params, states, strict=True):
         state["d"] = new_d.clone()
         state["d_numerator"] = numerator.clone()
-        size = expand_to(step_size, param)
+        size = _each(step_size, param)
         if _hyper.is_nonzero(weight_decay):
             param.mul_(1 - weight_decay * size)
-        denom = state["exp_avg_sq"].sqrt().add_(expand_to(d, param) * eps)
-        param.addcdiv_(state["exp_avg"] * size, denom, value=-1)
+        denom = state["exp_avg_sq"].sqrt().add_(_each(d, param) * eps)
+        _hyper.addcdiv_(param, state["exp_avg"], denom, -size)
 
 
 class Prodigy(Optimizer):
