@@ -113,6 +113,15 @@ def check_choice(name: str, value: object, choices: Iterable[object]) -> None:
         )
 
 
+def check_integer(name: str, value: object, low: int = 0, *, optional: bool = False) -> None:
+    """A count or seed: an integer >= ``low`` (or None when ``optional``)."""
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        nothing = "None or " if optional else ""
+        raise ValueError(f"Invalid {name}: {value!r}; it must be {nothing}an integer >= {low}")
+
+
 def check_flag(name: str, value: object) -> None:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False, got {value!r}")

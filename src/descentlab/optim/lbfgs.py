@@ -279,8 +279,7 @@ class QuasiNewton(Optimizer):
         _hyper.check_nonnegative("lr", group["lr"])
         for name in ("max_iter", "max_eval"):
             value = group[name]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Invalid {name}: {value!r}; it must be an integer >= 1")
+            _hyper.check_integer(name, value, 1)
         _hyper.check_nonnegative("tolerance_grad", group["tolerance_grad"])
         _hyper.check_nonnegative("tolerance_change", group["tolerance_change"])
         c1, c2 = group["c1"], group["c2"]
@@ -385,8 +384,7 @@ class LBFGS(QuasiNewton):
     def check_group(self, group: dict[str, Any]) -> None:
         super().check_group(group)
         size = group["history_size"]
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"Invalid history_size: {size!r}; it must be an integer >= 1")
+        _hyper.check_integer("history_size", size, 1)
 
     def rules(self, group: dict[str, Any]) -> tuple[Remember, Direction, Callable]:
         size = group["history_size"]

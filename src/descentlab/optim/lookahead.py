@@ -89,8 +89,7 @@ def inner_spec(name: object) -> Spec:
 
 
 def _check_k(k: object) -> None:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"Invalid k: {k!r}; it must be an integer >= 1")
+    _hyper.check_integer("k", k, 1)
 
 
 class Lookahead(torch.optim.Optimizer):

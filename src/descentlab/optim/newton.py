@@ -244,11 +244,8 @@ class Newton(Optimizer):
         _hyper.check_nonnegative("damping", group["damping"])
         _hyper.check_choice("hessian", group["hessian"], HESSIAN_MODES)
         samples = group["hutchinson_samples"]
-        if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-            raise ValueError(f"Invalid hutchinson_samples: {samples!r}; it must be an integer >= 1")
-        seed = group["seed"]
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"Invalid seed: {seed!r}; it must be None or an integer >= 0")
+        _hyper.check_integer("hutchinson_samples", samples, 1)
+        _hyper.check_integer("seed", group["seed"], 0, optional=True)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]

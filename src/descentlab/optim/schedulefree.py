@@ -229,8 +229,7 @@ class _ScheduleFree(Optimizer):
         _hyper.check_nonnegative("lr", group["lr"])
         _hyper.check_nonnegative("weight_decay", group["weight_decay"])
         steps = group["warmup_steps"]
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-            raise ValueError(f"Invalid warmup_steps: {steps!r}; it must be an integer >= 0")
+        _hyper.check_integer("warmup_steps", steps, 0)
         _hyper.check_nonnegative("r", group["r"])
         _hyper.check_nonnegative("weight_lr_power", group["weight_lr_power"])
         _hyper.check_flag("train_mode", group["train_mode"])

@@ -215,11 +215,8 @@ class Sophia(Optimizer):
         _hyper.check_nonnegative("weight_decay", group["weight_decay"])
         _hyper.check_range("eps", group["eps"], 0.0, low_open=True)
         interval = group["update_interval"]
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-            raise ValueError(f"Invalid update_interval: {interval!r}; it must be an integer >= 1")
-        seed = group["seed"]
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"Invalid seed: {seed!r}; it must be None or an integer >= 0")
+        _hyper.check_integer("update_interval", interval, 1)
+        _hyper.check_integer("seed", group["seed"], 0, optional=True)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
