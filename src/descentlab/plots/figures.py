@@ -27,16 +27,17 @@ MAX_DRAWN_PATHS = 60
 
 
 def run_label(info) -> str:
-    """``"adam (lr=0.03, beta1=0.8)"``: the key and the hyperparameters that differ from defaults."""
+    """``"adam (lr=0.03, beta1=0.8)"``: the key, its lr, and what else differs from the defaults."""
     try:
         entry = optim.spec(info.optimizer)
         defaults = {h.name: h.default for h in entry.hyperparameters}
     except ValueError:
         defaults = {}
+    # The learning rate always; other hyperparameters where they differ from the defaults.
     changed = [
         f"{name}={_short(value)}"
         for name, value in info.hyperparameters.items()
-        if defaults.get(name, object()) != value
+        if name == "lr" or defaults.get(name, object()) != value
     ]
     return f"{info.optimizer} ({', '.join(changed)})" if changed else info.optimizer
 
@@ -207,14 +208,16 @@ def loss_curves(result, ax=None, size=(6.4, 4.2)) -> Figure:
     labels = _labels(result, drawn)
     for i in drawn:
         loss = result.loss[:, i].double()
-        gap = loss - minimum.value if minimum is not None else loss
+        # Above a known minimum the gap is positive: a log scale shows convergence rates. Without
+        # one (a saddle is unbounded below) the loss itself is drawn, on a symmetric log scale.
+        shown = (loss - minimum.value).clamp(min=1e-16) if minimum is not None else loss
         ax.plot(
-            gap.clamp(min=1e-16).numpy(),
+            shown.numpy(),
             color=colour(result.runs[i].optimizer),
             label=labels.get(i),
             lw=1.4 if i in labels else 0.7,
         )
-    ax.set_yscale("log")
+    ax.set_yscale("log" if minimum is not None else "symlog")
     ax.set_xlabel("step")
     ax.set_ylabel("loss − minimum" if minimum is not None else "loss")
     ax.set_title(f"{result.landscape.title}: loss per step")
