@@ -78,6 +78,9 @@ class Optimizer(torch.optim.Optimizer):
 
     init_state: ClassVar[Callable[..., dict[str, Any]]]
     update: ClassVar[Callable[..., None]]
+    checked_nonnegative: ClassVar[tuple[str, ...]] = ()
+    checked_betas: ClassVar[tuple[str, ...]] = ()
+    checked_flags: ClassVar[tuple[str, ...]] = ()
     #: True for methods whose step must re-evaluate the loss (a closure is then required).
     needs_closure: ClassVar[bool] = False
     _init_keys: ClassVar[tuple[str, ...]] = ()
@@ -112,7 +115,18 @@ class Optimizer(torch.optim.Optimizer):
             raise
 
     def check_group(self, group: dict[str, Any]) -> None:
-        """Validate a group's hyperparameters; subclasses raise ``ValueError``/``TypeError``."""
+        """Validate a group's hyperparameters (``ValueError``/``TypeError`` naming the argument).
+
+        The common kinds are declared, not written out: ``checked_nonnegative`` (numbers or
+        tensors >= 0), ``checked_betas`` (pairs in [0, 1)) and ``checked_flags`` (True/False).
+        Subclasses with other rules extend this method.
+        """
+        for name in self.checked_nonnegative:
+            _hyper.check_nonnegative(name, group[name])
+        for name in self.checked_betas:
+            _hyper.check_betas(name, group[name])
+        for name in self.checked_flags:
+            _hyper.check_flag(name, group[name])
 
     def _check_tensor_hyperparameters(self, group: dict[str, Any]) -> None:
         for name, value in group.items():

@@ -58,6 +58,12 @@ class Adadelta(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_nonnegative = (
+        "lr",
+        "eps",
+        "weight_decay",
+    )
+    checked_flags = ("maximize",)
 
     def __init__(
         self,
@@ -83,11 +89,8 @@ class Adadelta(Optimizer):
         super().__init__(params, defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
+        super().check_group(group)
         _hyper.check_range("rho", group["rho"], 0.0, 1.0)
-        _hyper.check_nonnegative("eps", group["eps"])
-        _hyper.check_nonnegative("weight_decay", group["weight_decay"])
-        _hyper.check_flag("maximize", group["maximize"])
 
 
 SPECS = (

@@ -172,6 +172,11 @@ class Adafactor(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_nonnegative = (
+        "lr",
+        "weight_decay",
+    )
+    checked_flags = ("maximize",)
 
     def __init__(
         self,
@@ -197,7 +202,7 @@ class Adafactor(Optimizer):
         super().__init__(params, defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
+        super().check_group(group)
         _hyper.check_range("beta2_decay", group["beta2_decay"], high=0.0)
         eps = group["eps"]
         if not isinstance(eps, tuple | list) or len(eps) != 2:
@@ -206,8 +211,6 @@ class Adafactor(Optimizer):
             _hyper.check_nonnegative("eps[0]", eps[0])
         _hyper.check_nonnegative("eps[1]", eps[1])
         _hyper.check_range("d", group["d"], 1.0)
-        _hyper.check_nonnegative("weight_decay", group["weight_decay"])
-        _hyper.check_flag("maximize", group["maximize"])
 
 
 SPECS = (

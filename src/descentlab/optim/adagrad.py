@@ -57,6 +57,7 @@ class Adagrad(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_flags = ("maximize",)
 
     def __init__(
         self,
@@ -84,9 +85,9 @@ class Adagrad(Optimizer):
         super().__init__(params, defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:
+        super().check_group(group)
         for name in ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps"):
             _hyper.check_nonnegative(name, group[name])
-        _hyper.check_flag("maximize", group["maximize"])
 
 
 SPECS = (

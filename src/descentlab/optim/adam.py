@@ -77,6 +77,17 @@ class Adam(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_nonnegative = (
+        "lr",
+        "eps",
+        "weight_decay",
+    )
+    checked_betas = ("betas",)
+    checked_flags = (
+        "amsgrad",
+        "maximize",
+        "decoupled_weight_decay",
+    )
 
     def __init__(
         self,
@@ -105,14 +116,6 @@ class Adam(Optimizer):
             **torch_flags(type(self).__name__, foreach, capturable, differentiable, fused),
         )
         super().__init__(params, defaults)
-
-    def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
-        _hyper.check_betas("betas", group["betas"])
-        _hyper.check_nonnegative("eps", group["eps"])
-        _hyper.check_nonnegative("weight_decay", group["weight_decay"])
-        for flag in ("amsgrad", "maximize", "decoupled_weight_decay"):
-            _hyper.check_flag(flag, group[flag])
 
 
 class AdamW(Adam):

@@ -56,6 +56,13 @@ class Adamax(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_nonnegative = (
+        "lr",
+        "eps",
+        "weight_decay",
+    )
+    checked_betas = ("betas",)
+    checked_flags = ("maximize",)
 
     def __init__(
         self,
@@ -79,13 +86,6 @@ class Adamax(Optimizer):
             **torch_flags("Adamax", foreach, capturable, differentiable),
         )
         super().__init__(params, defaults)
-
-    def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
-        _hyper.check_betas("betas", group["betas"])
-        _hyper.check_nonnegative("eps", group["eps"])
-        _hyper.check_nonnegative("weight_decay", group["weight_decay"])
-        _hyper.check_flag("maximize", group["maximize"])
 
 
 SPECS = (

@@ -115,6 +115,13 @@ class ASGD(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_nonnegative = (
+        "lr",
+        "lambd",
+        "alpha",
+        "weight_decay",
+    )
+    checked_flags = ("maximize",)
 
     def __init__(
         self,
@@ -159,12 +166,8 @@ class ASGD(Optimizer):
                 self.state[param][key] = self.state[param][key].to(dtype)
 
     def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
-        _hyper.check_nonnegative("lambd", group["lambd"])
-        _hyper.check_nonnegative("alpha", group["alpha"])
+        super().check_group(group)
         _hyper.check_number("t0", group["t0"])
-        _hyper.check_nonnegative("weight_decay", group["weight_decay"])
-        _hyper.check_flag("maximize", group["maximize"])
 
 
 SPECS = (

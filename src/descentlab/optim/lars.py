@@ -90,6 +90,14 @@ class LARS(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_nonnegative = (
+        "lr",
+        "weight_decay",
+    )
+    checked_flags = (
+        "nesterov",
+        "maximize",
+    )
 
     def __init__(
         self,
@@ -113,12 +121,9 @@ class LARS(Optimizer):
         super().__init__(params, defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
+        super().check_group(group)
         _hyper.check_range("momentum", group["momentum"], 0.0, 1.0, high_open=True)
-        _hyper.check_nonnegative("weight_decay", group["weight_decay"])
         _hyper.check_range("trust_coefficient", group["trust_coefficient"], 0.0, low_open=True)
-        _hyper.check_flag("nesterov", group["nesterov"])
-        _hyper.check_flag("maximize", group["maximize"])
         if group["nesterov"] and not _hyper.is_nonzero(group["momentum"]):
             raise ValueError("nesterov=True requires momentum > 0")
 

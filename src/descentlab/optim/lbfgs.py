@@ -275,13 +275,17 @@ class QuasiNewton(Optimizer):
     def _default_max_eval(max_iter: Any) -> Any:
         return max_iter * 5 // 4 if isinstance(max_iter, int) else max_iter
 
+    checked_nonnegative = (
+        "lr",
+        "tolerance_grad",
+        "tolerance_change",
+    )
+
     def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
+        super().check_group(group)
         for name in ("max_iter", "max_eval"):
             value = group[name]
             _hyper.check_integer(name, value, 1)
-        _hyper.check_nonnegative("tolerance_grad", group["tolerance_grad"])
-        _hyper.check_nonnegative("tolerance_change", group["tolerance_change"])
         c1, c2 = group["c1"], group["c2"]
         _hyper.check_range("c1", c1, 0.0, 1.0, low_open=True, high_open=True)
         _hyper.check_range("c2", c2, 0.0, 1.0, low_open=True, high_open=True)

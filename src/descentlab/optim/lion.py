@@ -67,6 +67,12 @@ class Lion(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_nonnegative = (
+        "lr",
+        "weight_decay",
+    )
+    checked_betas = ("betas",)
+    checked_flags = ("maximize",)
 
     def __init__(
         self,
@@ -84,12 +90,6 @@ class Lion(Optimizer):
             maximize=maximize,
         )
         super().__init__(params, defaults)
-
-    def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
-        _hyper.check_betas("betas", group["betas"])
-        _hyper.check_nonnegative("weight_decay", group["weight_decay"])
-        _hyper.check_flag("maximize", group["maximize"])
 
 
 SPECS = (

@@ -155,6 +155,12 @@ class Muon(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_nonnegative = (
+        "lr",
+        "weight_decay",
+        "eps",
+    )
+    checked_flags = ("nesterov",)
 
     def __init__(
         self,
@@ -186,10 +192,8 @@ class Muon(Optimizer):
         super().__init__(params, defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
-        _hyper.check_nonnegative("weight_decay", group["weight_decay"])
+        super().check_group(group)
         _hyper.check_range("momentum", group["momentum"], 0.0, 1.0, high_open=True)
-        _hyper.check_flag("nesterov", group["nesterov"])
         coefficients = group["ns_coefficients"]
         if not isinstance(coefficients, tuple) or len(coefficients) != 3:
             raise TypeError(f"ns_coefficients must be a tuple of 3 numbers, got {coefficients!r}")
@@ -198,7 +202,6 @@ class Muon(Optimizer):
                 raise TypeError(f"ns_coefficients[{position}] must be a number, got {value!r}")
         if isinstance(group["eps"], bool) or not isinstance(group["eps"], int | float):
             raise TypeError(f"eps must be a number, got {type(group['eps']).__name__}")
-        _hyper.check_nonnegative("eps", group["eps"])
         steps = group["ns_steps"]
         if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps < 100:
             raise ValueError(f"Invalid ns_steps: {steps!r}; it must be an integer in [0, 100)")

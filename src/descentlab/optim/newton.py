@@ -218,6 +218,10 @@ class Newton(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_nonnegative = (
+        "lr",
+        "damping",
+    )
     needs_closure = True
 
     def __init__(
@@ -240,8 +244,7 @@ class Newton(Optimizer):
         super().__init__(params, defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
-        _hyper.check_nonnegative("damping", group["damping"])
+        super().check_group(group)
         _hyper.check_choice("hessian", group["hessian"], HESSIAN_MODES)
         samples = group["hutchinson_samples"]
         _hyper.check_integer("hutchinson_samples", samples, 1)

@@ -152,6 +152,13 @@ class Prodigy(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_nonnegative = (
+        "lr",
+        "eps",
+        "weight_decay",
+    )
+    checked_betas = ("betas",)
+    checked_flags = ("safeguard_warmup",)
 
     def __init__(
         self,
@@ -178,15 +185,11 @@ class Prodigy(Optimizer):
         super().__init__(params, defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
-        _hyper.check_betas("betas", group["betas"])
+        super().check_group(group)
         if group["beta3"] is not None:
             _hyper.check_range("beta3", group["beta3"], 0.0, 1.0, high_open=True)
-        _hyper.check_nonnegative("eps", group["eps"])
-        _hyper.check_nonnegative("weight_decay", group["weight_decay"])
         _hyper.check_range("d0", group["d0"], 0.0, low_open=True)
         _hyper.check_range("d_coef", group["d_coef"], 0.0, low_open=True)
-        _hyper.check_flag("safeguard_warmup", group["safeguard_warmup"])
 
 
 SPECS = (

@@ -110,6 +110,11 @@ class Quickprop(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_nonnegative = (
+        "lr",
+        "weight_decay",
+    )
+    checked_flags = ("maximize",)
 
     def __init__(
         self,
@@ -124,10 +129,8 @@ class Quickprop(Optimizer):
         super().__init__(params, defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
+        super().check_group(group)
         _hyper.check_range("mu", group["mu"], 0.0, low_open=True)
-        _hyper.check_nonnegative("weight_decay", group["weight_decay"])
-        _hyper.check_flag("maximize", group["maximize"])
 
 
 SPECS = (

@@ -82,6 +82,16 @@ class RAdam(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_nonnegative = (
+        "lr",
+        "eps",
+        "weight_decay",
+    )
+    checked_betas = ("betas",)
+    checked_flags = (
+        "decoupled_weight_decay",
+        "maximize",
+    )
 
     def __init__(
         self,
@@ -107,14 +117,6 @@ class RAdam(Optimizer):
             **torch_flags("RAdam", foreach, capturable, differentiable),
         )
         super().__init__(params, defaults)
-
-    def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
-        _hyper.check_betas("betas", group["betas"])
-        _hyper.check_nonnegative("eps", group["eps"])
-        _hyper.check_nonnegative("weight_decay", group["weight_decay"])
-        _hyper.check_flag("decoupled_weight_decay", group["decoupled_weight_decay"])
-        _hyper.check_flag("maximize", group["maximize"])
 
 
 SPECS = (

@@ -81,6 +81,16 @@ class RMSprop(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_nonnegative = (
+        "lr",
+        "eps",
+        "weight_decay",
+        "momentum",
+    )
+    checked_flags = (
+        "centered",
+        "maximize",
+    )
 
     def __init__(
         self,
@@ -109,13 +119,8 @@ class RMSprop(Optimizer):
         super().__init__(params, defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
+        super().check_group(group)
         _hyper.check_range("alpha", group["alpha"], 0.0, 1.0)
-        _hyper.check_nonnegative("eps", group["eps"])
-        _hyper.check_nonnegative("weight_decay", group["weight_decay"])
-        _hyper.check_nonnegative("momentum", group["momentum"])
-        _hyper.check_flag("centered", group["centered"])
-        _hyper.check_flag("maximize", group["maximize"])
 
 
 SPECS = (

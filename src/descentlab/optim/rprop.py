@@ -204,6 +204,8 @@ class Rprop(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_nonnegative = ("lr",)
+    checked_flags = ("maximize",)
 
     def __init__(
         self,
@@ -229,7 +231,7 @@ class Rprop(Optimizer):
         super().__init__(params, defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
+        super().check_group(group)
         etas = group["etas"]
         if not isinstance(etas, tuple | list) or len(etas) != 2:
             raise TypeError(f"etas must be a tuple (eta_minus, eta_plus), got {etas!r}")
@@ -247,7 +249,6 @@ class Rprop(Optimizer):
         if not ordered:
             raise ValueError(f"Invalid step_sizes: {bounds!r}; it must satisfy 0 <= min <= max")
         _hyper.check_choice("variant", group["variant"], VARIANTS)
-        _hyper.check_flag("maximize", group["maximize"])
 
     @torch.no_grad()
     def closure_required(self) -> str | None:

@@ -274,13 +274,15 @@ class ScheduleFreeAdamW(_ScheduleFree):
     def _beta(self, group: dict[str, Any]) -> Hyper:
         return group["betas"][0]
 
+    checked_nonnegative = ("eps",)
+
     def check_group(self, group: dict[str, Any]) -> None:
+        super().check_group(group)
         self._check_common(group)
         betas = group["betas"]
         _hyper.check_betas("betas", betas)
         # x is recovered as (y - (1 - beta1) z) / beta1, so beta1 = 0 would lose it.
         _hyper.check_range("betas[0]", betas[0], 0.0, 1.0, low_open=True, high_open=True)
-        _hyper.check_nonnegative("eps", group["eps"])
 
 
 class ScheduleFreeSGD(_ScheduleFree):

@@ -67,6 +67,15 @@ class SGD(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_nonnegative = (
+        "lr",
+        "momentum",
+        "weight_decay",
+    )
+    checked_flags = (
+        "nesterov",
+        "maximize",
+    )
 
     def __init__(
         self,
@@ -94,12 +103,8 @@ class SGD(Optimizer):
         super().__init__(params, defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
-        _hyper.check_nonnegative("momentum", group["momentum"])
+        super().check_group(group)
         _hyper.check_range("dampening", group["dampening"], 0.0, 1.0)
-        _hyper.check_nonnegative("weight_decay", group["weight_decay"])
-        _hyper.check_flag("nesterov", group["nesterov"])
-        _hyper.check_flag("maximize", group["maximize"])
         if group["nesterov"] and not (
             _hyper.is_nonzero(group["momentum"]) and not _hyper.is_nonzero(group["dampening"])
         ):

@@ -183,6 +183,11 @@ class Sophia(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_nonnegative = (
+        "lr",
+        "weight_decay",
+    )
+    checked_betas = ("betas",)
     needs_closure = True
 
     def __init__(
@@ -209,10 +214,8 @@ class Sophia(Optimizer):
         super().__init__(params, defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
-        _hyper.check_betas("betas", group["betas"])
+        super().check_group(group)
         _hyper.check_range("rho", group["rho"], 0.0, low_open=True)
-        _hyper.check_nonnegative("weight_decay", group["weight_decay"])
         _hyper.check_range("eps", group["eps"], 0.0, low_open=True)
         interval = group["update_interval"]
         _hyper.check_integer("update_interval", interval, 1)

@@ -96,6 +96,17 @@ class Yogi(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    checked_nonnegative = (
+        "lr",
+        "eps",
+        "initial_accumulator",
+        "weight_decay",
+    )
+    checked_betas = ("betas",)
+    checked_flags = (
+        "bias_correction",
+        "maximize",
+    )
 
     def __init__(
         self,
@@ -119,15 +130,6 @@ class Yogi(Optimizer):
             maximize=maximize,
         )
         super().__init__(params, defaults)
-
-    def check_group(self, group: dict[str, Any]) -> None:
-        _hyper.check_nonnegative("lr", group["lr"])
-        _hyper.check_betas("betas", group["betas"])
-        _hyper.check_nonnegative("eps", group["eps"])
-        _hyper.check_nonnegative("initial_accumulator", group["initial_accumulator"])
-        _hyper.check_nonnegative("weight_decay", group["weight_decay"])
-        _hyper.check_flag("bias_correction", group["bias_correction"])
-        _hyper.check_flag("maximize", group["maximize"])
 
 
 SPECS = (
