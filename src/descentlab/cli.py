@@ -1,4 +1,4 @@
-"""Command line: ``descentlab optimizers``, ``landscapes``, ``race`` and ``demo``.
+"""Command line: ``descentlab optimizers``, ``landscapes``, ``race``, ``demo`` and ``serve``.
 
 Thin by design: parse arguments, call the library, print or save. Errors in what the user typed
 are reported in one line (exit status 2), never as a traceback.
@@ -206,6 +206,33 @@ def _demo(arguments: argparse.Namespace) -> None:
     run_demo(Path(arguments.out), steps=arguments.steps)
 
 
+def _serve(arguments: argparse.Namespace) -> None:
+    try:
+        import uvicorn
+
+        from .course import ContentError, Settings, create_app
+    except ImportError as error:
+        raise UsageError(
+            f"the course needs its extra: pip install 'descentlab[course]' ({error.name} is missing)"
+        ) from None
+    if not 0 < arguments.port < 65536:
+        raise UsageError(f"--port must be from 1 to 65535, got {arguments.port}")
+    torch.set_num_threads(1)  # many small races: thread hand-offs cost more than they save
+    try:
+        app = create_app(
+            Settings(
+                database=arguments.db,
+                cache_dir=Path(arguments.cache),
+                render_clips_at_startup=not arguments.no_clips,
+                warm_races=True,
+            )
+        )
+    except ContentError as error:
+        raise UsageError(str(error)) from None
+    print(f"descentlab course: http://{arguments.host}:{arguments.port}  (Ctrl+C stops it)")
+    uvicorn.run(app, host=arguments.host, port=arguments.port, log_level="warning")
+
+
 # ----------------------------------------------------------------------------- the parser
 
 
@@ -259,6 +286,24 @@ def build_parser() -> argparse.ArgumentParser:
     race.add_argument("--out", default="race.png", help=f"output file: {', '.join(OUTPUT_FORMATS)}")
     race.add_argument("--quiet", action="store_true", help="no progress bar")
     race.set_defaults(handler=_race)
+
+    serve = commands.add_parser("serve", help="serve the course web app")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument(
+        "--db",
+        default="out/course.sqlite3",
+        help="SQLAlchemy URL (postgresql://...) or SQLite file (default: out/course.sqlite3)",
+    )
+    serve.add_argument(
+        "--cache",
+        default=".descentlab-cache",
+        help="folder for rendered clips (default: .descentlab-cache)",
+    )
+    serve.add_argument(
+        "--no-clips", action="store_true", help="render clips on first request, not at start-up"
+    )
+    serve.set_defaults(handler=_serve)
     return parser
 
 
