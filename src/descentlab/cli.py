@@ -211,6 +211,7 @@ def _serve(arguments: argparse.Namespace) -> None:
         import uvicorn
 
         from .course import ContentError, Settings, create_app
+        from .course.content import default_content_dir
     except ImportError as error:
         raise UsageError(
             f"the course needs its extra: pip install 'descentlab[course]' ({error.name} is missing)"
@@ -222,6 +223,7 @@ def _serve(arguments: argparse.Namespace) -> None:
         app = create_app(
             Settings(
                 database=arguments.db,
+                content_dir=Path(arguments.content) if arguments.content else default_content_dir(),
                 cache_dir=Path(arguments.cache),
                 render_clips_at_startup=not arguments.no_clips,
                 warm_races=True,
@@ -299,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache",
         default=".descentlab-cache",
         help="folder for rendered clips (default: .descentlab-cache)",
+    )
+    serve.add_argument(
+        "--content", help="folder with lessons/ and quizzes/ (default: the course shipped here)"
     )
     serve.add_argument(
         "--no-clips", action="store_true", help="render clips on first request, not at start-up"

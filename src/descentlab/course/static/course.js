@@ -260,6 +260,9 @@ class RaceWidget {
     const transform = minimum === null
       ? (l) => Math.sign(l) * Math.log10(1 + Math.abs(l))
       : (l) => Math.log10(Math.max(l - minimum, 1e-12));
+    const inverse = minimum === null
+      ? (v) => Math.sign(v) * (10 ** Math.abs(v) - 1)
+      : (v) => 10 ** v;
     let low = Infinity, high = -Infinity;
     for (const run of race.runs) {
       for (const l of run.loss) {
@@ -276,9 +279,9 @@ class RaceWidget {
     context.strokeRect(pad, 28, width, height);
     context.fillStyle = "#444";
     context.font = "12px system-ui, sans-serif";
-    context.fillText(minimum === null ? "loss (symmetric log)" : "log₁₀(loss − minimum)", pad, 18);
-    context.fillText(formatNumber(high), 2, 34);
-    context.fillText(formatNumber(low), 2, 28 + height);
+    context.fillText(minimum === null ? "loss (log scale both ways from 0)" : "loss − minimum (log scale)", pad, 18);
+    context.fillText(formatNumber(inverse(high)), 2, 34);
+    context.fillText(formatNumber(inverse(low)), 2, 28 + height);
     context.fillText("step →", pad + width / 2 - 20, canvas.height - 8);
     race.runs.forEach((run, index) => {
       context.strokeStyle = this.colourOf(index);
@@ -370,6 +373,7 @@ function setUpQuiz(form) {
       score.hidden = false;
       score.textContent = result.message;
       score.classList.remove("error");
+      score.scrollIntoView({ block: "center" });
     } catch (error) {
       score.hidden = false;
       score.textContent = error.message;
