@@ -1,4 +1,5 @@
-"""Command line: ``descentlab optimizers``, ``landscapes``, ``race``, ``demo`` and ``serve``.
+"""Command line: ``descentlab optimizers``, ``landscapes``, ``tasks``, ``race``, ``demo`` and
+``serve``.
 
 Thin by design: parse arguments, call the library, print or save. Errors in what the user typed
 are reported in one line (exit status 2), never as a traceback.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -113,6 +115,28 @@ def _print_landscapes(_: argparse.Namespace) -> None:
     for key in landscapes.names():
         surface = landscapes.get(key)
         print(f"{key:<{width}}  {surface.dim}-D  {surface.title}: {surface.teaches}")
+
+
+def _print_tasks(arguments: argparse.Namespace) -> None:
+    from .arena import tasks
+
+    if arguments.task:
+        task = tasks.get(arguments.task)
+        print(f"{task.name}: {task.title}\n")
+        print(textwrap.fill(task.description, width=100))
+        return
+    width = max(len(name) for name in tasks.names())
+    print(f"{'task':<{width}}  {'train':>5} {'val':>5} {'test':>5}  {'parameters':>10}  title")
+    for name in tasks.names():
+        task = tasks.get(name)
+        try:
+            data = task.splits()
+            parameters = sum(p.numel() for p in task.model().parameters())
+        except tasks.MissingDataPackage as missing:
+            print(f"{name:<{width}}  ({missing})")
+            continue
+        sizes = " ".join(f"{len(part):>5}" for part in (data.train, data.val, data.test))
+        print(f"{name:<{width}}  {sizes}  {parameters:>10,}  {task.title}")
 
 
 def _progress(total: int, quiet: bool):
@@ -257,6 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("landscapes", help="list the loss landscapes").set_defaults(
         handler=_print_landscapes
     )
+
+    listing = commands.add_parser(
+        "tasks",
+        help="list the arena's training tasks (sizes, model parameters), or describe one",
+    )
+    listing.add_argument("task", nargs="?", help="a task name: print its description")
+    listing.set_defaults(handler=_print_tasks)
 
     race = commands.add_parser(
         "race",

@@ -1,4 +1,4 @@
-"""The store on SQLite, and on a real PostgreSQL server where tests/postgres.py can start one."""
+"""The store on SQLite and on a real PostgreSQL server (tests/postgres.py starts one)."""
 
 from __future__ import annotations
 
@@ -6,21 +6,13 @@ import pytest
 
 from descentlab.course.store import Store, is_learner_id, new_learner_id
 
-try:
-    from tests.postgres import postgres_url  # noqa: F401  (the lead's fixture, on main)
-
-    HAVE_POSTGRES_FIXTURE = True
-except ImportError:
-    HAVE_POSTGRES_FIXTURE = False
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
     if request.param == "sqlite":
         url = str(tmp_path / "course.sqlite3")
     else:
-        if not HAVE_POSTGRES_FIXTURE:
-            pytest.skip("tests/postgres.py (the PostgreSQL fixture) is not in this checkout yet")
+        # tests/conftest.py's fixture: a real server in a temp dir, or a skip saying why
         url = request.getfixturevalue("postgres_url")
     opened = Store(url)
     yield opened
