@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 
 import pytest
+import torch
 
-from descentlab.course.races import Racer, RaceRequest, RaceService, run_batch
+from descentlab.course.races import Racer, RaceRequest, RaceService, _significant, run_batch
 
 
 def request(lr: float, start: tuple[float, float], landscape: str = "ravine", steps: int = 80):
@@ -50,4 +53,18 @@ def test_concurrent_requests_are_gathered_into_few_batches_and_cached():
     assert len(answers) == 40
     assert service.batches <= 3  # the first alone, then the rest that queued behind it
     assert service.cached(requests[7]) is answers[7]
-    assert answers[7]["runs"][0]["hyperparameters"]["lr"] == pytest.approx(0.08)
+    decoded = json.loads(answers[7])
+    assert decoded["runs"][0]["hyperparameters"]["lr"] == pytest.approx(0.08)
+    alone = run_batch([requests[7]])[0]
+    assert decoded["runs"][1]["hyperparameters"] == alone["runs"][1]["hyperparameters"]
+    assert decoded["runs"][1]["path"][-1] == pytest.approx(alone["runs"][1]["path"][-1], rel=1e-5)
+
+
+def test_paths_are_sent_with_seven_significant_digits():
+    values = torch.tensor(
+        [0.45, -2.799999952316284, 1.234567891e-9, 123456789.0, 0.0, float("nan")]
+    )
+    rounded = _significant(values).tolist()
+    assert rounded[:5] == [0.45, -2.8, 1.234568e-9, 123456800.0, 0.0]
+    assert math.isnan(rounded[5])
+    assert [repr(v) for v in rounded[:3]] == ["0.45", "-2.8", "1.234568e-09"]
