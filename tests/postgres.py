@@ -54,14 +54,11 @@ def running_postgres() -> Iterator[str]:
     data, port = root / "data", free_port()
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
-    run = (
-        lambda *args: subprocess.run(  # noqa: E731
-            _as_server_user([str(binaries / args[0]), *args[1:]]),
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-    )
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        command = _as_server_user([str(binaries / args[0]), *args[1:]])
+        return subprocess.run(command, check=True, capture_output=True, text=True)
+
     try:
         run("initdb", "-A", "trust", "-U", "postgres", "-D", str(data))
         options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=60"

