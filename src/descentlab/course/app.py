@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from . import api, pages
+from . import advisor, api, pages
 from .clips import ClipRenderer, lesson_request
 from .content import default_content_dir, load_course
 from .races import RaceService
@@ -43,6 +43,9 @@ class Settings:
     render_clips_at_startup: bool = False
     #: Compute every lesson's widget race at start-up, so the first visitor gets a cached answer.
     warm_races: bool = False
+    #: The advisor's comparisons: configurations tuned per optimizer, and seeds of the best.
+    advisor_budget: int = 4
+    advisor_seeds: int = 2
 
 
 class BodySizeLimit:
@@ -119,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             asyncio.get_running_loop().run_in_executor(None, warm)
         yield
         stop.set()
+        app.state.advisor.shutdown()
         store.close()
 
     app = FastAPI(title="descentlab course", lifespan=lifespan, docs_url="/api/docs")
@@ -127,6 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.store = store
     app.state.races = races
     app.state.clips = clips
+    app.state.advisor = advisor.Advisor(settings.advisor_budget, settings.advisor_seeds)
 
     @app.middleware("http")
     async def learner_cookie(request: Request, call_next):
@@ -158,6 +163,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(api.build_router())
     app.include_router(pages.build_router())
+    app.include_router(advisor.build_router())
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodySizeLimit)
     return app

@@ -26,12 +26,12 @@ from .rendering import to_mathml
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
-def _render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
+def render(request: Request, name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
     return TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
 
 
 def error_page(request: Request, status_code: int, message: str) -> HTMLResponse:
-    return _render(request, "error.html", status_code=status_code, message=message)
+    return render(request, "error.html", status_code=status_code, message=message)
 
 
 def equations(key: str) -> list[str]:
@@ -89,7 +89,7 @@ def build_router() -> APIRouter:
     def home(request: Request):
         course: Course = request.app.state.course
         progress = request.app.state.store.progress(request.state.learner)
-        return _render(request, "home.html", course=course, done=set(progress.lessons_done))
+        return render(request, "home.html", course=course, done=set(progress.lessons_done))
 
     @router.get("/lessons/{slug}", response_class=HTMLResponse)
     def lesson_page(slug: str, request: Request):
@@ -100,7 +100,7 @@ def build_router() -> APIRouter:
         before, after = course.neighbours(slug)
         specs = [(optim.spec(key), equations(key)) for key in lesson.front.optimizers]
         widget = widget_config(lesson)
-        return _render(
+        return render(
             request, "lesson.html", lesson=lesson, before=before, after=after, specs=specs,
             widget=json.dumps(widget) if widget else None,
             quiz=course.quizzes[lesson.front.quiz],
@@ -121,7 +121,7 @@ def build_router() -> APIRouter:
     @router.get("/review", response_class=HTMLResponse)
     def review(request: Request):
         rows = [(optim.spec(key), equations(key), colour(key)) for key in optim.names()]
-        return _render(request, "review.html", rows=rows)
+        return render(request, "review.html", rows=rows)
 
     @router.get("/quiz", response_class=HTMLResponse)
     def final_quiz(request: Request):
@@ -129,13 +129,13 @@ def build_router() -> APIRouter:
         if quiz is None:
             raise HTTPException(404, "The final quiz is not written yet.")
         record = request.app.state.store.progress(request.state.learner).quizzes.get("final")
-        return _render(request, "quiz.html", quiz=quiz, record=record)
+        return render(request, "quiz.html", quiz=quiz, record=record)
 
     @router.get("/playground", response_class=HTMLResponse)
     def playground(request: Request):
         setup, problems = playground_query.parse(request.query_params)
         keys = optim.names()
-        return _render(
+        return render(
             request, "playground.html", setup=setup, problems=problems,
             landscapes=[landscapes.get(name) for name in landscapes.names()],
             optimizers=[(key, optim.spec(key).title) for key in keys],
@@ -148,7 +148,7 @@ def build_router() -> APIRouter:
     def progress_page(request: Request):
         course: Course = request.app.state.course
         progress = request.app.state.store.progress(request.state.learner)
-        return _render(request, "progress.html", course=course, progress=progress)
+        return render(request, "progress.html", course=course, progress=progress)
 
     @router.post("/progress/reset")
     def reset(request: Request):

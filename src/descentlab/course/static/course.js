@@ -441,6 +441,58 @@ function setUpPlayground(form) {
   run();
 }
 
+// ------------------------------------------------------------------------------ the advisor
+
+function setUpAdvisor(form) {
+  const status = document.getElementById("advisor-status");
+  const bar = document.getElementById("advisor-progress");
+  const result = document.getElementById("advisor-result");
+  const show = (job) => {
+    document.getElementById("advice").hidden = false;
+    const fraction = job.total ? job.done / job.total : 0;
+    bar.value = fraction;
+    const words = { queued: "Waiting for the arena…", running: `Training: ${job.done} of ${job.total || "?"} runs`, done: "Done.", failed: `The comparison failed: ${job.error}` };
+    status.textContent = words[job.status];
+    status.classList.toggle("error", job.status === "failed");
+    document.getElementById("advice").dataset.state = job.status;
+    if (job.status !== "done") return;
+    bar.value = 1;
+    result.hidden = false;
+    document.getElementById("recommendation").textContent = job.result.recommendation.text;
+    const table = document.getElementById("advisor-summary");
+    table.textContent = "";
+    const head = element("tr", {}, element("thead", {}, table));
+    for (const title of ["optimizer", "chosen settings", `test ${job.result.metric || "metric"}`, "train loss", "status"]) element("th", { text: title }, head);
+    const body = element("tbody", {}, table);
+    for (const row of job.result.summary) {
+      const line = element("tr", {}, body);
+      const settings = Object.entries(row.hyperparameters || {}).map(([n, v]) => `${n}=${formatNumber(v)}`).join(", ");
+      const metric = row.test_metric === null ? "–" : `${formatNumber(row.test_metric)} ± ${formatNumber(row.test_metric_std || 0)}`;
+      for (const cell of [row.title, settings, metric, formatNumber(row.train_loss), row.status + (row.reason ? `: ${row.reason}` : "")]) element("td", { text: cell }, line);
+    }
+  };
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const optimizers = [...form.querySelectorAll("input[name=optimizer]:checked")].map((input) => input.value);
+    result.hidden = true;
+    try {
+      if (optimizers.length > Number(form.dataset.max)) throw new Error(`pick at most ${form.dataset.max} optimizers`);
+      let job = await postJSON("/api/advisor", { task: form.task.value, optimizers });
+      show(job);
+      while (job.status === "queued" || job.status === "running") {
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        const response = await fetch(`/api/advisor/${job.id}`);
+        job = await response.json();
+        show(job);
+      }
+    } catch (error) {
+      document.getElementById("advice").hidden = false;
+      status.textContent = error.message;
+      status.classList.add("error");
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll(".race-widget[data-config]").forEach((container) => {
     new RaceWidget(container, JSON.parse(container.dataset.config)).run();
@@ -448,4 +500,6 @@ document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("form.quiz").forEach(setUpQuiz);
   const playground = document.getElementById("playground");
   if (playground) setUpPlayground(playground);
+  const advisorForm = document.getElementById("advisor");
+  if (advisorForm) setUpAdvisor(advisorForm);
 });
