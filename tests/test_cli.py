@@ -152,3 +152,93 @@ def test_modern_optimizers_race_as_an_animation(tmp_path):
         == 0
     )
     assert out.stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["race", "x +* y"], "invalid"),
+        (["race", "ravine", "--optimizers", "sgd:lr=-1"], "lr"),
+        (["race", "ravine", "--start", "1,2,3"], "start"),
+        (["race", "ravine", "--optimizers", "adam:beta9=0.5"], "beta9"),
+    ],
+)
+def test_errors_found_by_the_race_print_before_any_progress_bar(
+    arguments, message, capsys, tmp_path
+):
+    # Without --quiet: the progress bar must not have been drawn when the race rejects its input.
+    code = cli.main([*arguments, "--out", str(tmp_path / "race.png")])
+    error = capsys.readouterr().err
+    assert code == 2
+    assert message in error
+    assert error.startswith("descentlab race: error:"), error
+    assert "it/s" not in error and "step/s" not in error and "%|" not in error
+
+
+def test_a_good_race_still_shows_its_progress_bar(capsys, tmp_path):
+    out = tmp_path / "race.json"
+    assert (
+        cli.main(
+            ["race", "ravine", "--optimizers", "sgd:lr=0.1", "--steps", "5", "--out", str(out)]
+        )
+        == 0
+    )
+    assert "step" in capsys.readouterr().err
+    assert json.loads(out.read_text())["runs"]
+
+
+# ----------------------------------------------------------------------------- the demo's races
+
+
+def _demo_race(landscape: str):
+    from descentlab import lab
+    from descentlab.demo import RACES
+
+    (race,) = [race for race in RACES if race.landscape == landscape]
+    result = lab.race(race.landscape, list(race.optimizers), [list(race.start)], race.steps)
+    return {info.optimizer: index for index, info in enumerate(result.runs)}, result
+
+
+def test_demo_races_use_their_own_steps_and_registry_ranges():
+    from descentlab.demo import RACES
+    from descentlab.lab.runs import parse_entry
+
+    assert cli.build_parser().parse_args(["demo"]).steps is None
+    for race in RACES:
+        assert 10 <= race.steps <= 1000
+        for text in race.optimizers:
+            key, given = parse_entry(text)
+            ranges = {h.name: h for h in optim.spec(key).hyperparameters}
+            for name, value in given.items():
+                low, high = ranges[name].low, ranges[name].high
+                assert low is None or low <= value <= high, (race.landscape, key, name, value)
+
+
+def test_demo_ravine_momentum_arrives_well_before_gradient_descent():
+    run, result = _demo_race("ravine")
+    reached = result.steps_to_tolerance.tolist()
+    assert 0 < reached[run["momentum"]] < reached[run["sgd"]] / 2
+    assert 0 < reached[run["nesterov"]] < reached[run["sgd"]] / 2
+
+
+def test_demo_well_gradient_descent_stays_on_the_rim_per_coordinate_methods_leave_it():
+    run, result = _demo_race("anisotropic_well")
+    start = result.path[0, run["sgd"]]
+    assert float((result.final[run["sgd"]] - start).norm()) < 0.1
+    for key in ("adagrad", "rmsprop", "adam", "rprop"):
+        assert float(result.distance_to_minimum[run[key]]) < 0.01, key
+
+
+def test_demo_rosenbrock_first_order_methods_get_far_from_the_start():
+    run, result = _demo_race("rosenbrock")
+    start_distance = float(result.distance_to_minimum.new_tensor([-2.2, 0.0]).norm())
+    for key in ("sgd", "momentum", "adam"):
+        assert float(result.distance_to_minimum[run[key]]) < start_distance / 2, key
+    assert 0 < int(result.steps_to_tolerance[run["newton"]]) <= 10
+
+
+def test_demo_saddle_newton_stops_on_the_saddle_gradient_methods_leave():
+    run, result = _demo_race("saddle")
+    assert result.path[1, run["newton"]].abs().max() < 1e-6  # one step onto (0, 0)
+    for key in ("sgd", "adam"):
+        assert float(result.path[-1, run[key], 1].abs()) > 1.0, key

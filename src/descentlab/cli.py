@@ -139,17 +139,31 @@ def _print_tasks(arguments: argparse.Namespace) -> None:
         print(f"{name:<{width}}  {sizes}  {parameters:>10,}  {task.title}")
 
 
+class _LazyProgressBar:
+    """A tqdm bar that appears on the first finished step, not before: the race checks the
+    landscape, optimizers, hyperparameters and starts first, and an error in them prints alone."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.bar = None
+
+    def advance(self, done: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, unit="step", file=sys.stderr, leave=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _progress(total: int, quiet: bool):
     if quiet:
         return None, None
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit="step", file=sys.stderr, leave=False)
-
-    def advance(done: int) -> None:
-        bar.update(done - bar.n)
-
-    return advance, bar
+    bar = _LazyProgressBar(total)
+    return bar.advance, bar
 
 
 def _race(arguments: argparse.Namespace) -> None:
@@ -272,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="race the classic optimizers on the classic landscapes, write pictures"
     )
     demo.add_argument("--out", default="out", help="folder for the pictures (default: out)")
-    demo.add_argument("--steps", type=int, default=150, help="steps per race (default: 150)")
+    demo.add_argument(
+        "--steps", type=int, default=None, help="steps per race (default: each race's own)"
+    )
     demo.set_defaults(handler=_demo)
 
     commands.add_parser("optimizers", help="list the optimizers in the registry").set_defaults(
@@ -347,7 +363,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     arguments = parser.parse_args(_negative_values_as_equals(argv))
-    if getattr(arguments, "steps", 1) < 1:
+    # None: the demo races' own step counts.
+    if getattr(arguments, "steps", None) is not None and arguments.steps < 1:
         print(f"descentlab {arguments.command}: error: --steps must be at least 1", file=sys.stderr)
         return 2
     try:

@@ -19,40 +19,14 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from .. import optim  # noqa: E402
+from ._common import new_figure as _figure  # noqa: E402
+from ._common import run_label  # noqa: E402
 from .palette import colour  # noqa: E402
+from .sweeps import sweep  # noqa: E402, F401  (part of this module's interface)
 
 #: Beyond this many runs a picture draws a sample of the paths and labels optimizers only.
 MAX_LABELLED_RUNS = 12
 MAX_DRAWN_PATHS = 60
-
-
-def run_label(info) -> str:
-    """``"adam (lr=0.03, beta1=0.8)"``: the key, its lr, and what else differs from the defaults."""
-    try:
-        entry = optim.spec(info.optimizer)
-        defaults = {h.name: h.default for h in entry.hyperparameters}
-    except ValueError:
-        defaults = {}
-    # The learning rate always; other hyperparameters where they differ from the defaults.
-    changed = [
-        f"{name}={_short(value)}"
-        for name, value in info.hyperparameters.items()
-        if name == "lr" or defaults.get(name, object()) != value
-    ]
-    return f"{info.optimizer} ({', '.join(changed)})" if changed else info.optimizer
-
-
-def _short(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
-def _figure(ax, size=(6.4, 5.2), projection=None):
-    if ax is not None:
-        return ax.figure, ax
-    figure = plt.figure(figsize=size, layout="constrained")
-    return figure, figure.add_subplot(projection=projection)
 
 
 def _drawn_runs(result) -> list[int]:
@@ -281,34 +255,6 @@ def effective_step_sizes(
     ax.set_xlabel("step")
     ax.set_ylabel("effective step size |Δx| / |g|")
     ax.set_title(f"Inspector: effective step size per coordinate ({result.landscape.title})")
-    ax.legend(loc="best", fontsize=8)
-    return figure
-
-
-def sweep(result, hyperparameter: str = "lr", ax=None, size=(6.4, 4.2)) -> Figure:
-    """Final loss against one swept hyperparameter, one curve per optimizer (log-log)."""
-    figure, ax = _figure(ax, size)
-    minimum = result.landscape.global_minimum
-    by_key: dict[str, list[tuple[float, float]]] = {}
-    for i, info in enumerate(result.runs):
-        if hyperparameter not in info.hyperparameters:
-            continue
-        loss = float(result.final_loss[i]) - (minimum.value if minimum else 0.0)
-        by_key.setdefault(info.optimizer, []).append(
-            (float(info.hyperparameters[hyperparameter]), loss)
-        )
-    if not by_key:
-        raise ValueError(f"no run has the hyperparameter {hyperparameter!r}")
-    for key, points in by_key.items():
-        points.sort()
-        xs = [p[0] for p in points]
-        ys = [p[1] if math.isfinite(p[1]) else float("nan") for p in points]
-        ax.plot(xs, [max(y, 1e-16) for y in ys], "o-", ms=3, color=colour(key), label=key)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(hyperparameter)
-    ax.set_ylabel("final loss − minimum" if minimum else "final loss")
-    ax.set_title(f"{result.landscape.title}: final loss after {result.steps} steps")
     ax.legend(loc="best", fontsize=8)
     return figure
 
