@@ -82,3 +82,30 @@ def test_a_clip_is_rendered_once_then_served_from_the_cache(client, tmp_path):
     assert client.get("/clips/gradient-descent.mp4").content == answer.content
     assert cached[0].stat().st_mtime_ns == modified
     assert client.get("/clips/nope.mp4").status_code == 404
+
+
+def test_every_packaged_lesson_renders_and_its_race_runs(tmp_path):
+    """The shipped lessons (the content writers') through the real app: page, widget race, quiz."""
+    from fastapi.testclient import TestClient
+
+    from descentlab.course import Settings, create_app
+
+    settings = Settings(database=str(tmp_path / "db.sqlite3"), cache_dir=tmp_path / "cache")
+    with TestClient(create_app(settings)) as client:
+        course = client.app.state.course
+        for lesson in course.lessons:
+            page = client.get(f"/lessons/{lesson.slug}")
+            assert page.status_code == 200, lesson.slug
+            assert page.text.count("<math") >= sum(
+                len(optim.spec(key).equations) for key in lesson.front.optimizers
+            )
+            quiz = client.get(f"/api/quizzes/{lesson.front.quiz}")
+            assert quiz.status_code == 200 and 3 <= len(quiz.json()["questions"]) <= 5
+            if lesson.front.race is None:
+                continue
+            config = json.loads(unescape(re.search(r"data-config='([^']*)'", page.text).group(1)))
+            race = client.post("/api/race", json={k: config[k] for k in ("landscape", "start", "steps")}
+                               | {"optimizers": [{"key": o["key"], "hyperparameters": o["hyperparameters"]} for o in config["optimizers"]]})  # fmt: skip
+            assert race.status_code == 200, (lesson.slug, race.text)
+            assert len(race.json()["runs"]) == len(lesson.front.race.optimizers)
+        assert client.get("/quiz").status_code == 200
