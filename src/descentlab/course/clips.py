@@ -1,7 +1,7 @@
 """Each lesson's clip: an MP4 of its race, drawn by ``descentlab.plots.animation.animate`` and
 cached on disk. The file name carries a hash of the race's settings, so editing a lesson's race
-renders a new clip instead of serving a stale one. One lock per lesson: concurrent first requests
-render once.
+renders a new clip instead of serving a stale one. Renders run one at a time (pyplot's figure
+registry is not thread-safe), and concurrent first requests for a clip render it once.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ class ClipRenderer:
     def __init__(self, folder: Path, races: RaceService) -> None:
         self.folder = Path(folder)
         self.races = races
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_lock = threading.Lock()
+        self._rendering = threading.Lock()
 
     def path_for(self, lesson: Lesson) -> Path:
         race = lesson.front.race
@@ -39,9 +38,7 @@ class ClipRenderer:
         out = self.path_for(lesson)
         if out.exists():
             return out
-        with self._locks_lock:
-            lock = self._locks.setdefault(lesson.slug, threading.Lock())
-        with lock:
+        with self._rendering:
             if out.exists():
                 return out
             self._render(lesson, out)
