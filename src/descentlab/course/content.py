@@ -326,7 +326,12 @@ def load_course(folder: str | Path) -> Course:
                     f"{lesson.path.name}:1: {attribute} {value!r} is also {owners[value]}'s"
                 )
             owners[value] = lesson.path.name
-    slugs = {lesson.slug for lesson in lessons}
+    # A lesson file that failed validation still exists: do not also blame its quiz for it.
+    slugs = {lesson.slug for lesson in lessons} | {
+        match.group(2)
+        for path in (folder / "lessons").glob("*.md")
+        if (match := LESSON_FILE.match(path.name))
+    }
     for lesson in lessons:
         if lesson.front.quiz not in quizzes:
             line = 1 + (_node_line(nodes[lesson.slug], ("quiz",)) or 0)
