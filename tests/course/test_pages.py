@@ -102,7 +102,10 @@ def test_every_packaged_lesson_renders_and_its_race_runs(tmp_path):
             quiz = client.get(f"/api/quizzes/{lesson.front.quiz}")
             assert quiz.status_code == 200 and 3 <= len(quiz.json()["questions"]) <= 5
             if lesson.front.race is None:
+                assert "/clips/" not in page.text
                 continue
+            dim = len(lesson.front.race.start)
+            assert (f'src="/clips/{lesson.slug}.mp4"' in page.text) == (dim == 2), lesson.slug
             config = json.loads(unescape(re.search(r"data-config='([^']*)'", page.text).group(1)))
             race = client.post("/api/race", json={k: config[k] for k in ("landscape", "start", "steps")}
                                | {"optimizers": [{"key": o["key"], "hyperparameters": o["hyperparameters"]} for o in config["optimizers"]]})  # fmt: skip

@@ -20,7 +20,7 @@ from ..plots.palette import colour
 from . import playground as playground_query
 from .api import MAX_RACERS, MAX_STEPS, numeric_hyperparameters
 from .clips import ClipError
-from .content import SLIDER_SCALES, Course, Lesson
+from .content import SLIDER_SCALES, Course, Lesson, resolve_landscape
 from .rendering import to_mathml
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -82,6 +82,12 @@ def widget_config(lesson: Lesson) -> dict[str, Any] | None:
     }
 
 
+def _has_clip(lesson: Lesson) -> bool:
+    """The lab's animation draws 2-D landscapes; a 1-D race has its live widget only."""
+    race = lesson.front.race
+    return race is not None and resolve_landscape(race.landscape).dim == 2
+
+
 def build_router() -> APIRouter:
     router = APIRouter()
 
@@ -104,7 +110,7 @@ def build_router() -> APIRouter:
             request, "lesson.html", lesson=lesson, before=before, after=after, specs=specs,
             widget=json.dumps(widget) if widget else None,
             quiz=course.quizzes[lesson.front.quiz],
-            clip=lesson.front.race is not None,
+            clip=_has_clip(lesson),
         )  # fmt: skip
 
     @router.get("/clips/{slug}.mp4")
