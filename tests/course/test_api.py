@@ -178,3 +178,15 @@ def test_learners_see_only_their_own_progress_and_reset_it(client):
     assert client.post("/api/progress/reset").json() == {"lessons_done": [], "quizzes": {}}
     client.cookies.set("learner", "not-a-valid-id")
     assert client.get("/api/progress").json()["quizzes"] == {}
+
+
+def test_a_failing_race_worker_is_a_503_not_a_traceback(client, monkeypatch):
+    from descentlab.course import races
+
+    def broken(requests):
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(races, "run_batch", broken)
+    answer = client.post("/api/race", json={**RAVINE_RACE, "steps": 11})
+    assert answer.status_code == 503
+    assert answer.json()["message"] == "the race worker failed: out of memory"

@@ -295,6 +295,8 @@ def build_router() -> APIRouter:
             answer = await service.race(body.as_request())
         except ValueError as error:
             raise _unprocessable(str(error).splitlines()[0]) from None
+        except RuntimeError as error:  # a bug in a race, reported as such, not as a traceback
+            raise HTTPException(503, str(error).splitlines()[0]) from None
         return Response(answer, media_type="application/json")
 
     @router.get("/quizzes/{quiz_id}", response_model=QuizOut)

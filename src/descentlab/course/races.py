@@ -274,7 +274,7 @@ class RaceService:
             try:
                 answers = await asyncio.to_thread(encode_batch, unique)
             except Exception as error:  # never leave a request waiting forever
-                answers = [error] * len(unique)
+                answers = [RuntimeError(f"the race worker failed: {error}")] * len(unique)
             self.batches += 1
             by_request = dict(zip(unique, answers, strict=True))
             for request, answer in by_request.items():
