@@ -77,33 +77,39 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-async def timed_post(client: httpx.AsyncClient, body: dict) -> tuple[float, bool]:
+async def timed_post(client: httpx.AsyncClient, body: dict) -> tuple[float, str | None]:
+    """(seconds, None) for a complete answer, else (seconds, what went wrong)."""
     began = time.perf_counter()
     try:
         answer = await client.post("/api/race", json=body)
-        ok = answer.status_code == 200 and len(answer.json()["runs"]) == len(body["optimizers"])
-    except (httpx.HTTPError, ValueError, KeyError):
-        ok = False
-    return time.perf_counter() - began, ok
+        if answer.status_code != 200:
+            problem = f"HTTP {answer.status_code}: {answer.text[:120]}"
+        elif len(answer.json()["runs"]) != len(body["optimizers"]):
+            problem = "wrong number of runs"
+        else:
+            problem = None
+    except (httpx.HTTPError, ValueError, KeyError) as error:
+        problem = f"{type(error).__name__}: {error}"
+    return time.perf_counter() - began, problem
 
 
 async def phase(url: str, clients: int, per_client: int, seconds: float, seed: int) -> dict:
     """``clients`` concurrent clients, each sending up to ``per_client`` distinct races in turn."""
     latencies: list[float] = []
-    errors = 0
+    errors: list[str] = []
     deadline = time.perf_counter() + seconds
     limits = httpx.Limits(max_connections=clients + 5, max_keepalive_connections=clients + 5)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
 
         async def one_client(index: int) -> None:
-            nonlocal errors
             generator = random.Random(seed * 100_003 + index)
             for _ in range(per_client):
                 if time.perf_counter() > deadline:
                     return
-                latency, ok = await timed_post(client, random_race(generator))
+                latency, problem = await timed_post(client, random_race(generator))
                 latencies.append(latency)
-                errors += not ok
+                if problem:
+                    errors.append(problem)
 
         began = time.perf_counter()
         await asyncio.gather(*(one_client(i) for i in range(clients)))
@@ -111,7 +117,8 @@ async def phase(url: str, clients: int, per_client: int, seconds: float, seed: i
     return {
         "clients": clients,
         "requests": len(latencies),
-        "errors": errors,
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
         "p50": percentile(latencies, 0.5),
         "p95": percentile(latencies, 0.95),
         "throughput": len(latencies) / elapsed,
@@ -183,6 +190,9 @@ def main() -> None:
         )  # fmt: skip
         for r in rows
     ]
+    for row in rows:
+        for kind in row["error_kinds"]:
+            print(f"error at {row['clients']} clients: {kind}")
     if arguments.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))

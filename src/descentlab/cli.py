@@ -270,7 +270,11 @@ def _serve(arguments: argparse.Namespace) -> None:
     except ContentError as error:
         raise UsageError(str(error)) from None
     print(f"descentlab course: http://{arguments.host}:{arguments.port}  (Ctrl+C stops it)")
-    uvicorn.run(app, host=arguments.host, port=arguments.port, log_level="warning")
+    # Keep idle connections 30 s (uvicorn's default is 5): a page polling the advisor, or a
+    # client waiting out a busy batch, should not meet a connection closed under it.
+    uvicorn.run(
+        app, host=arguments.host, port=arguments.port, log_level="warning", timeout_keep_alive=30
+    )
 
 
 # ----------------------------------------------------------------------------- the parser
