@@ -3,7 +3,8 @@
 Starts ``descentlab serve`` in a child process on a free 127.0.0.1 port, then measures
 
 1. one lesson widget's race (4 optimizers, 300 steps, one start): p50 of fresh races sent one at a
-   time, and p50 of the same race asked again (served from the result cache);
+   time, of slider moves (one racer's setting changed: the other runs come from the run cache),
+   and of the same race asked again (served from the answer cache);
 2. 1, 50 and 200 concurrent clients, each sending distinct 4-optimizer 300-step races (random lr,
    random start, one of 4 landscapes) one after another: errors, p50/p95 latency, throughput, and
    throughput over the one-client rate.
@@ -125,17 +126,25 @@ async def phase(url: str, clients: int, per_client: int, seconds: float, seed: i
     }
 
 
-async def widget(url: str, repeats: int) -> tuple[float, float]:
-    """p50 of fresh widget races (start nudged so none is cached), and of a cached one."""
-    fresh, cached = [], []
+async def widget(url: str, repeats: int) -> tuple[float, float, float]:
+    """p50 of fresh widget races (start nudged so none is cached), of a slider move (one racer's
+    setting changed, the other three cached), and of the same race asked again (cached)."""
+    fresh, moved, cached = [], [], []
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         for index in range(repeats):
             body = {**WIDGET, "start": [-2.8 + 1e-4 * (index + 1), 1.0]}
             fresh.append((await timed_post(client, body))[0])
         await timed_post(client, WIDGET)
+        for index in range(repeats):
+            racers = [dict(racer) for racer in WIDGET["optimizers"]]
+            racers[1] = {
+                "key": "momentum",
+                "hyperparameters": {"lr": 0.05, "momentum": 0.5 + 0.02 * index},
+            }
+            moved.append((await timed_post(client, {**WIDGET, "optimizers": racers}))[0])
         for _ in range(repeats):
             cached.append((await timed_post(client, WIDGET))[0])
-    return statistics.median(fresh), statistics.median(cached)
+    return statistics.median(fresh), statistics.median(moved), statistics.median(cached)
 
 
 def start_server(port: int, folder: Path) -> subprocess.Popen:
@@ -166,7 +175,7 @@ def main() -> None:
         server = start_server(port, Path(folder))
         url = f"http://127.0.0.1:{port}"
         try:
-            fresh, cached = asyncio.run(widget(url, repeats=15))
+            fresh, moved, cached = asyncio.run(widget(url, repeats=15))
             rows = [
                 asyncio.run(phase(url, clients, per_client, arguments.phase_seconds, seed))
                 for seed, (clients, per_client) in enumerate(((1, 30), (50, 4), (200, 3)))
@@ -175,7 +184,7 @@ def main() -> None:
             server.terminate()
             server.wait(timeout=30)
     print(f"widget race (4 optimizers, 300 steps, 1 start): p50 fresh {fresh * 1000:.0f} ms, "
-          f"p50 cached {cached * 1000:.1f} ms")  # fmt: skip
+          f"p50 slider move {moved * 1000:.0f} ms, p50 cached {cached * 1000:.1f} ms")  # fmt: skip
     single = rows[0]["throughput"]
     header = ("clients", "requests", "errors", "p50 ms", "p95 ms", "races/s", "× one client")
     lines = [

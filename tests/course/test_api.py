@@ -186,7 +186,7 @@ def test_a_failing_race_worker_is_a_503_not_a_traceback(client, monkeypatch):
     def broken(requests):
         raise MemoryError("out of memory")
 
-    monkeypatch.setattr(races, "run_batch", broken)
+    monkeypatch.setattr(races, "compute_runs", broken)
     answer = client.post("/api/race", json={**RAVINE_RACE, "steps": 11})
     assert answer.status_code == 503
     assert answer.json()["message"] == "the race worker failed: out of memory"

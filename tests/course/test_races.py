@@ -68,3 +68,18 @@ def test_paths_are_sent_with_seven_significant_digits():
     assert rounded[:5] == [0.45, -2.8, 1.234568e-9, 123456800.0, 0.0]
     assert math.isnan(rounded[5])
     assert [repr(v) for v in rounded[:3]] == ["0.45", "-2.8", "1.234568e-09"]
+
+
+def test_moving_one_slider_recomputes_only_that_racer():
+    service = RaceService()
+    first = request(0.05, (-2.0, 1.0))
+    service.answer_batch([first])
+    assert service.runs_computed == 2
+    moved = RaceRequest(
+        first.landscape, first.start, first.steps, (Racer("sgd", (("lr", 0.07),)), first.racers[1])
+    )
+    answer = json.loads(service.answer_batch([moved])[0])
+    assert service.runs_computed == 3
+    assert answer["runs"][0]["hyperparameters"]["lr"] == 0.07
+    assert answer["runs"][1] == json.loads(service.cached(first))["runs"][1]
+    assert answer == run_batch([moved])[0] | {"runs": answer["runs"]}

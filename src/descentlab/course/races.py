@@ -82,71 +82,91 @@ def check_request(request: RaceRequest):
     return surface
 
 
-def run_batch(requests: list[RaceRequest]) -> list[dict[str, Any] | Exception]:
-    """Answer many requests with one ``lab.race`` per (landscape, steps, optimizer key)."""
-    answers: list[dict[str, Any] | Exception] = [None] * len(requests)  # type: ignore[list-item]
-    groups: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for index, request in enumerate(requests):
-        try:
-            check_request(request)
-        except ValueError as error:
-            answers[index] = error
-            continue
-        groups[(request.landscape, request.steps)].append(index)
-    for (landscape_text, steps), members in groups.items():
+@dataclass(frozen=True)
+class RunKey:
+    """One racer of one request: a run's trajectory depends on nothing else, so runs are cached
+    one by one (a slider that moves one racer's lr recomputes that racer only)."""
+
+    landscape: str
+    start: tuple[float, ...]
+    steps: int
+    racer: Racer
+
+
+def run_keys(request: RaceRequest) -> list[RunKey]:
+    return [RunKey(request.landscape, request.start, request.steps, r) for r in request.racers]
+
+
+def compute_runs(keys: list[RunKey]) -> dict[RunKey, dict[str, Any] | Exception]:
+    """Every run, with one ``lab.race`` per (landscape, steps, optimizer key) holding all of its
+    runs: per-run hyperparameters as lists paired one to one with per-run starts."""
+    results: dict[RunKey, dict[str, Any] | Exception] = {}
+    groups: dict[tuple[str, int, str], list[RunKey]] = defaultdict(list)
+    for key in dict.fromkeys(keys):
+        groups[(key.landscape, key.steps, key.racer.key)].append(key)
+    for (landscape_text, steps, optimizer), members in groups.items():
         try:
             surface = resolve_landscape(landscape_text)
-        except ValueError as error:
-            for index in members:
-                answers[index] = error
+            result = _race_one_key(surface, optimizer, members, steps)
+        except (ValueError, TypeError) as error:
+            results.update(dict.fromkeys(members, error))
             continue
-        # Every run of the group, per optimizer key: (request index, racer position, racer).
-        by_key: dict[str, list[tuple[int, int, Racer]]] = defaultdict(list)
-        for index in members:
-            for position, racer in enumerate(requests[index].racers):
-                by_key[racer.key].append((index, position, racer))
-        runs: dict[int, list[Any]] = {
-            index: [None] * len(requests[index].racers) for index in members
-        }
-        failed: dict[int, Exception] = {}
-        for key, items in by_key.items():
-            try:
-                result = _race_one_key(surface, key, items, requests, steps)
-            except (ValueError, TypeError) as error:
-                for index, _, _ in items:
-                    failed[index] = error
-                continue
-            rows = _Rows(result)
-            for run, (index, position, racer) in enumerate(items):
-                runs[index][position] = rows.run(run, racer)
-        for index in members:
-            if index in failed:
-                answers[index] = failed[index]
-            else:
-                answers[index] = {
-                    "landscape": _landscape_dict(surface, landscape_text),
-                    "steps": steps,
-                    "runs": runs[index],
-                }
+        rows = _Rows(result)
+        for run, key in enumerate(members):
+            results[key] = rows.run(run, key.racer)
+    return results
+
+
+def run_batch(requests: list[RaceRequest]) -> list[dict[str, Any] | Exception]:
+    """Answer many requests with one ``lab.race`` per (landscape, steps, optimizer key)."""
+    answers: list[dict[str, Any] | Exception] = []
+    valid = []
+    for request in requests:
+        try:
+            valid.append((request, check_request(request)))
+        except ValueError as error:
+            valid.append((request, error))
+    runs = compute_runs(
+        [
+            key
+            for request, checked in valid
+            if not isinstance(checked, Exception)
+            for key in run_keys(request)
+        ]
+    )
+    for request, checked in valid:
+        if isinstance(checked, Exception):
+            answers.append(checked)
+            continue
+        parts = [runs[key] for key in run_keys(request)]
+        failure = next((part for part in parts if isinstance(part, Exception)), None)
+        answers.append(failure or _answer_dict(request, checked, parts))
     return answers
 
 
-def _race_one_key(surface, key, items, requests, steps):
+def _answer_dict(request: RaceRequest, surface, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "landscape": _landscape_dict(surface, request.landscape),
+        "steps": request.steps,
+        "runs": runs,
+    }
+
+
+def _race_one_key(surface, key: str, members: list[RunKey], steps: int):
     """One stacked race of every run of optimizer ``key``: per-run hyperparameters and starts."""
     spec = optim.spec(key)
-    names = sorted({name for _, _, racer in items for name, _ in racer.hyperparameters})
+    names = sorted({name for member in members for name, _ in member.racer.hyperparameters})
     defaults = {h.name: h.default for h in spec.hyperparameters}
-    columns: dict[str, list[float]] = {}
+    columns: dict[str, Any] = {}
     for name in names:
-        column = []
-        for _, _, racer in items:
-            given = dict(racer.hyperparameters)
-            column.append(given.get(name, defaults.get(name)))
+        column = [
+            dict(member.racer.hyperparameters).get(name, defaults.get(name)) for member in members
+        ]
         # The same value for all runs stays a number (the fast path); else one value per run.
         columns[name] = column[0] if len(set(column)) == 1 else column
     # Lists of one value per run pair with the starts one to one; shared numbers are crossed
     # with the starts, which again gives one run per start.
-    starts = [list(requests[index].start) for index, _, _ in items]
+    starts = [list(member.start) for member in members]
     return lab.race(surface, [(key, columns)], starts, steps, record="path")
 
 
@@ -214,18 +234,25 @@ def _landscape_dict(surface, text: str) -> dict[str, Any]:
 class RaceService:
     """Gathers race requests, runs them in batches off the event loop, caches the answers.
 
-    Answers are JSON bytes, encoded in the worker thread: 200 answers of 4 x 301 points are
-    seconds of encoding that would otherwise stall the event loop.
+    Two caches: whole answers by request (a lesson's own race, asked by every visitor), and each
+    run's JSON by :class:`RunKey` (a slider move recomputes only the racer it changed). Answers
+    are JSON bytes, encoded in the worker thread: 200 answers of 4 x 301 points are seconds of
+    encoding that would otherwise stall the event loop.
     """
 
-    def __init__(self, cache_size: int = 4096, max_batch_runs: int = 2000) -> None:
+    def __init__(
+        self, cache_size: int = 1024, run_cache_size: int = 8192, max_batch_runs: int = 2000
+    ) -> None:
         self.cache_size = cache_size
+        self.run_cache_size = run_cache_size
         self.max_batch_runs = max_batch_runs
         self._cache: OrderedDict[RaceRequest, bytes] = OrderedDict()
+        self._runs: OrderedDict[RunKey, bytes] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._pending: list[tuple[RaceRequest, asyncio.Future]] = []
         self._worker: asyncio.Task | None = None
         self.batches = 0  # how many lab batches ran (for tests and the benchmark)
+        self.runs_computed = 0  # how many runs the lab computed (the rest came from the cache)
 
     def cached(self, request: RaceRequest) -> bytes | None:
         with self._cache_lock:
@@ -234,12 +261,12 @@ class RaceService:
                 self._cache.move_to_end(request)
             return answer
 
-    def _remember(self, request: RaceRequest, answer: bytes) -> None:
+    def _remember(self, cache: OrderedDict, key: Any, value: bytes, size: int) -> None:
         with self._cache_lock:
-            self._cache[request] = answer
-            self._cache.move_to_end(request)
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
+            cache[key] = value
+            cache.move_to_end(key)
+            while len(cache) > size:
+                cache.popitem(last=False)
 
     async def race(self, request: RaceRequest) -> bytes:
         """The JSON answer to one request; raises ValueError for a race the lab rejects."""
@@ -254,13 +281,59 @@ class RaceService:
 
     def race_now(self, request: RaceRequest) -> bytes:
         """Synchronous, for start-up warming (caller's thread)."""
-        answer = self.cached(request)
-        if answer is None:
-            answer = encode_batch([request])[0]
-            if isinstance(answer, Exception):
-                raise answer
-            self._remember(request, answer)
+        answer = self.answer_batch([request])[0]
+        if isinstance(answer, Exception):
+            raise answer
         return answer
+
+    def answer_batch(self, requests: list[RaceRequest]) -> list[bytes | ValueError]:
+        """JSON answers (or a ValueError naming the problem), computing only uncached runs."""
+        answers: list[bytes | ValueError] = []
+        checked = []
+        for request in requests:
+            try:
+                checked.append(check_request(request))
+            except ValueError as error:
+                checked.append(_plain(error))
+        known: dict[RunKey, bytes | Exception] = {}
+        with self._cache_lock:
+            for request, surface in zip(requests, checked, strict=True):
+                if not isinstance(surface, Exception):
+                    for key in run_keys(request):
+                        if key in self._runs:
+                            known[key] = self._runs[key]
+        missing = [
+            key
+            for request, surface in zip(requests, checked, strict=True)
+            if not isinstance(surface, Exception)
+            for key in run_keys(request)
+            if key not in known
+        ]
+        for key, run in compute_runs(missing).items():
+            if isinstance(run, Exception):
+                known[key] = _plain(run)
+            else:
+                known[key] = json.dumps(run, allow_nan=False).encode()
+                self._remember(self._runs, key, known[key], self.run_cache_size)
+                self.runs_computed += 1
+        for request, surface in zip(requests, checked, strict=True):
+            if isinstance(surface, Exception):
+                answers.append(surface)
+                continue
+            parts = [known[key] for key in run_keys(request)]
+            failure = next((part for part in parts if isinstance(part, Exception)), None)
+            if failure is not None:
+                answers.append(failure)
+                continue
+            head = json.dumps(_landscape_dict(surface, request.landscape)).encode()
+            answer = b'{"landscape":%s,"steps":%d,"runs":[%s]}' % (
+                head,
+                request.steps,
+                b",".join(parts),
+            )
+            self._remember(self._cache, request, answer, self.cache_size)
+            answers.append(answer)
+        return answers
 
     async def _drain(self) -> None:
         while self._pending:
@@ -272,14 +345,11 @@ class RaceService:
             # Identical requests in one batch are computed once.
             unique = list(dict.fromkeys(request for request, _ in batch))
             try:
-                answers = await asyncio.to_thread(encode_batch, unique)
+                answers = await asyncio.to_thread(self.answer_batch, unique)
             except Exception as error:  # never leave a request waiting forever
                 answers = [RuntimeError(f"the race worker failed: {error}")] * len(unique)
             self.batches += 1
             by_request = dict(zip(unique, answers, strict=True))
-            for request, answer in by_request.items():
-                if not isinstance(answer, Exception):
-                    self._remember(request, answer)
             for request, future in batch:
                 if future.done():
                     continue
@@ -290,9 +360,7 @@ class RaceService:
                     future.set_result(answer)
 
 
-def encode_batch(requests: list[RaceRequest]) -> list[bytes | Exception]:
-    """:func:`run_batch`, each answer encoded as JSON bytes."""
-    return [
-        answer if isinstance(answer, Exception) else json.dumps(answer, allow_nan=False).encode()
-        for answer in run_batch(requests)
-    ]
+def _plain(error: Exception) -> ValueError:
+    """A ValueError with the first line of the message (an expression's carets stay out)."""
+    text = str(error)
+    return ValueError(text.splitlines()[0] if text else type(error).__name__)
