@@ -4,7 +4,9 @@ The lab advances N runs of one optimizer with one call per step, so 200 runs cos
 one. A request here is small (1 to 4 optimizers, one start), so the service gathers the requests
 that arrive while a batch is computing, groups them by (landscape, steps), and for each optimizer
 key of a group calls ``lab.race`` once with every run's hyperparameters as per-run lists paired
-one to one with per-run starts. Results are split back per request and kept in an LRU cache.
+one to one with per-run starts. Results are split back per request; each run's JSON is cached by
+(landscape, start, steps, racer), so a slider that changes one racer recomputes that racer only,
+and whole answers are cached by request.
 
 Compute runs in one worker thread (``asyncio.to_thread``), never on the event loop, so pages and
 the API stay responsive while races run.
