@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # The CPU build of torch; override e.g. `make test TORCH_SPEC='torch==2.14.1'`.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= lab,video,postgres,dev
+EXTRAS ?= lab,video,arena,postgres,dev
 
 comma := ,
 BIN := $(VENV)/bin
