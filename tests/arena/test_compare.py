@@ -114,3 +114,13 @@ def test_an_unreachable_storage_is_named():
             storage="postgresql+psycopg2://nobody@127.0.0.1:1/none",
             **FAST,
         )
+
+
+def test_the_tpe_search_spends_the_budget_on_every_tuned_hyperparameter():
+    first = arena.compare("toy2d", optimizers="adam", budget=3, seeds=1, search="tpe", **FAST)
+    tune = first.runs_of("adam", "tune")
+    assert len(tune) == 3
+    assert {"lr", "beta1", "beta2"} <= set(tune[0].hyperparameters)
+    assert len({run.hyperparameters["beta1"] for run in tune}) == 3
+    again = arena.compare("toy2d", optimizers="adam", budget=3, seeds=1, search="tpe", **FAST)
+    assert [r.hyperparameters for r in again.runs] == [r.hyperparameters for r in first.runs]
