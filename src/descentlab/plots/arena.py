@@ -1,0 +1,460 @@
+"""Figures of arena comparisons: loss curves with seed bands, loss against learning rate,
+performance profiles across problems, per-layer gradient norms.
+
+Every function takes a finished comparison (``descentlab.arena.Comparison``, read by its fields
+only: plots sit below the arena and import nothing from it), draws with matplotlib and returns
+the figure. Each optimizer has its palette colour; a run that diverged is drawn as an ``x`` on
+the edge of the panel where the bad values lie, never left out as a gap.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")  # files, never a window: reports are written headless
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    FuncFormatter,
+    LogFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+)
+
+from .palette import colour  # noqa: E402
+
+if TYPE_CHECKING:
+    from ..arena.results import Comparison, Run
+
+DIVERGED_MARKER = {"marker": "x", "ms": 8, "mew": 2, "ls": "", "clip_on": False, "zorder": 6}
+CHOSEN_MARKER = {"marker": "*", "ms": 15, "mec": "black", "mew": 0.8, "ls": "", "zorder": 7}
+
+
+def _values(sequence: Sequence[float | None] | None) -> np.ndarray:
+    """A float array; JSON's null (a NaN or infinity before the round trip) becomes NaN."""
+    if not sequence:
+        return np.array([], dtype=float)
+    return np.array([math.nan if v is None else float(v) for v in sequence], dtype=float)
+
+
+def _finite_or_nan(values: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def _stack(curves: list[np.ndarray]) -> np.ndarray:
+    """Curves of different lengths (early stopping) as rows of one array, padded with NaN."""
+    length = max(len(curve) for curve in curves)
+    rows = np.full((len(curves), length), np.nan)
+    for row, curve in zip(rows, curves, strict=True):
+        row[: len(curve)] = curve
+    return rows
+
+
+def _median_band(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median, minimum and maximum over the rows, ignoring NaN (all-NaN columns stay NaN)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "All-NaN slice": a gap, as intended
+        return np.nanmedian(rows, axis=0), np.nanmin(rows, axis=0), np.nanmax(rows, axis=0)
+
+
+def smoothed_training_loss(run: Run) -> np.ndarray:
+    """The training loss per step as the trailing mean over one epoch's steps (one mini-batch's
+    loss is too noisy to read); NaN from the step where the run diverged on."""
+    loss = _values(run.train_loss)
+    if run.diverged_at is not None:
+        loss[run.diverged_at :] = np.nan
+    loss = _finite_or_nan(loss)
+    window = max(int(run.steps_per_epoch), 1)
+    present = np.isfinite(loss)
+    sums = np.cumsum(np.where(present, loss, 0.0))
+    counts = np.cumsum(present)
+    sums[window:] = sums[window:] - sums[:-window]
+    counts[window:] = counts[window:] - counts[:-window]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums / counts
+    mean[~present] = np.nan
+    return mean
+
+
+def selection_value(run: Run) -> float:
+    """The validation number the protocol chose by: the metric (or loss, where the task has no
+    metric) at the best epoch under early stopping, else at the last epoch; NaN if diverged."""
+    if run.diverged:
+        return math.nan
+    epoch = -1 if run.best_epoch is None else run.best_epoch
+    series = _values(run.val_metric if run.val_metric else run.val_loss)
+    if series.size == 0:
+        return math.nan
+    value = float(series[epoch])
+    return value if math.isfinite(value) else math.nan
+
+
+def _seed_runs(comparison: Comparison, optimizer: str) -> list[Run]:
+    return [run for run in comparison.runs if run.optimizer == optimizer and run.phase == "seed"]
+
+
+def _summary(comparison: Comparison, optimizer: str):
+    return next((s for s in comparison.summaries if s.optimizer == optimizer), None)
+
+
+def _setting_label(optimizer: str, hyperparameters: dict[str, float]) -> str:
+    lr = hyperparameters.get("lr")
+    return f"{optimizer} (lr={lr:.3g})" if lr is not None else optimizer
+
+
+class _EdgeMarks:
+    """Diverged runs as ``x`` on the top (or bottom) edge of a panel, x in data units and y in
+    axes units; several at one x stack inwards so that none hides another."""
+
+    STACKING = 0.045  # axes units between stacked markers
+
+    def __init__(self, ax, top: bool = True):
+        self.ax, self.top, self.points = ax, top, []
+
+    def add(self, xs, tone) -> None:
+        self.points.extend((float(x), tone) for x in xs)
+
+    def draw(self) -> None:
+        level: dict[float, int] = {}
+        for x, tone in self.points:
+            inward = self.STACKING * level.get(x, 0)
+            level[x] = level.get(x, 0) + 1
+            y = 1.0 - inward if self.top else inward
+            self.ax.plot(
+                [x], [y], color=tone, transform=self.ax.get_xaxis_transform(), **DIVERGED_MARKER
+            )
+
+
+def _diverged_epoch(run: Run) -> int:
+    """The epoch (counted from 1) in which the run diverged."""
+    return run.diverged_at // max(run.steps_per_epoch, 1) + 1
+
+
+def _log_if_positive(ax, values: list[np.ndarray]) -> None:
+    finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.array([])
+    if finite.size and (finite > 0).all():
+        ax.set_yscale("log")
+        _plain_log_labels(ax.yaxis)
+
+
+class _PlainLogFormatter(LogFormatter):
+    """Labels "0.2", "1e-05" rather than matplotlib's "2 × 10⁻¹", on the ticks matplotlib would
+    label anyway (minor ticks only where the axis spans about a decade or less)."""
+
+    def __call__(self, value, pos=None):
+        return f"{value:g}" if super().__call__(value, pos) else ""
+
+
+def _plain_log_labels(axis) -> None:
+    axis.set_major_formatter(_PlainLogFormatter())
+    axis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False))
+
+
+def _epoch_ticks(ax) -> None:
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _diverged_handle(where: str) -> Line2D:
+    return Line2D([], [], color="0.35", label=f"diverged (× at the {where})", **DIVERGED_MARKER)
+
+
+def _legend_below(figure: Figure, handles: list) -> None:
+    figure.legend(
+        handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize=8
+    )
+
+
+def _metric_name(comparison: Comparison) -> str:
+    return f"validation {comparison.metric}" if comparison.metric else "validation loss"
+
+
+def loss_curves(comparison: Comparison, size=(11.0, 4.6)) -> Figure:
+    """Per optimizer, its seed runs at the chosen setting: the training loss per step (smoothed over
+    an epoch, log scale) as the median over seeds with a band from the lowest to the highest, and
+    the validation metric (or loss) per epoch the same way in the second panel."""
+    figure = plt.figure(figsize=size, layout="constrained")
+    train_ax, val_ax = figure.subplots(1, 2)
+    handles, drawn_train, drawn_val, any_diverged = [], [], [], False
+    train_marks, val_marks = _EdgeMarks(train_ax), _EdgeMarks(val_ax, top=not comparison.metric)
+    for optimizer in comparison.optimizers:
+        runs = _seed_runs(comparison, optimizer)
+        tone = colour(optimizer)
+        if not runs:
+            handles.append(Line2D([], [], color=tone, ls=":", label=f"{optimizer}: no seed runs"))
+            continue
+        train = _stack([smoothed_training_loss(run) for run in runs])
+        middle, low, high = _median_band(train)
+        steps = np.arange(1, train.shape[1] + 1)
+        train_ax.plot(steps, middle, color=tone, lw=1.6)
+        train_ax.fill_between(steps, low, high, color=tone, alpha=0.2, lw=0)
+        drawn_train.append(train)
+        val = _stack([_finite_or_nan(_values(run.val_metric or run.val_loss)) for run in runs])
+        middle, low, high = _median_band(val)
+        epochs = np.arange(1, val.shape[1] + 1)
+        val_ax.plot(epochs, middle, "o-", ms=3, color=tone, lw=1.6)
+        val_ax.fill_between(epochs, low, high, color=tone, alpha=0.2, lw=0)
+        drawn_val.append(val)
+        diverged = [run for run in runs if run.diverged and run.diverged_at is not None]
+        any_diverged = any_diverged or bool(diverged)
+        train_marks.add([run.diverged_at + 1 for run in diverged], tone)
+        val_marks.add([_diverged_epoch(run) for run in diverged], tone)
+        label = f"{_setting_label(optimizer, runs[0].hyperparameters)}, {len(runs)} seeds"
+        if diverged:
+            label += f", {len(diverged)} diverged"
+        handles.append(Line2D([], [], color=tone, lw=1.6, label=label))
+    _log_if_positive(train_ax, drawn_train)
+    if not comparison.metric:
+        _log_if_positive(val_ax, drawn_val)
+    train_marks.draw()
+    val_marks.draw()
+    train_ax.set_xlabel("optimizer step")
+    train_ax.set_ylabel("training loss (mean over the last epoch's steps)")
+    train_ax.set_title("Training loss: median over seeds, band from min to max")
+    val_ax.set_xlabel("epoch")
+    _epoch_ticks(val_ax)
+    val_ax.set_ylabel(_metric_name(comparison))
+    val_ax.set_title(f"{_metric_name(comparison).capitalize()} per epoch")
+    if any_diverged:
+        handles.append(_diverged_handle("edge of the bad values"))
+    _legend_below(figure, handles)
+    figure.suptitle(f"{comparison.task_title}: each optimizer at its chosen setting")
+    return figure
+
+
+def loss_against_lr(comparison: Comparison, size=(11.0, 4.6)) -> Figure:
+    """Every tuning run's final training loss (left) and validation score (right) against its
+    learning rate (log x), one line per optimizer; diverged runs as ``x`` on the edge of the bad
+    values (top for losses, bottom for a metric); the chosen setting as a star."""
+    figure = plt.figure(figsize=size, layout="constrained")
+    loss_ax, score_ax = figure.subplots(1, 2)
+    handles, drawn_loss, drawn_scores, any_diverged, any_chosen = [], [], [], False, False
+    loss_marks, score_marks = _EdgeMarks(loss_ax), _EdgeMarks(score_ax, top=not comparison.metric)
+    for optimizer in comparison.optimizers:
+        runs = [
+            run
+            for run in comparison.runs
+            if run.optimizer == optimizer and run.phase == "tune" and "lr" in run.hyperparameters
+        ]
+        if not runs:
+            continue
+        runs.sort(key=lambda run: run.hyperparameters["lr"])
+        tone = colour(optimizer)
+        rates = np.array([run.hyperparameters["lr"] for run in runs])
+        losses = np.array([math.nan if run.diverged else run.final_train_loss for run in runs])
+        losses = _finite_or_nan(losses)
+        scores = np.array([selection_value(run) for run in runs])
+        failed = ~np.isfinite(losses)
+        any_diverged = any_diverged or bool(failed.any())
+        for ax, values, marks in ((loss_ax, losses, loss_marks), (score_ax, scores, score_marks)):
+            kept = np.isfinite(values)
+            ax.plot(rates[kept], values[kept], "o-", ms=4, color=tone, lw=1.4)
+            marks.add(rates[~kept], tone)
+        drawn_loss.append(losses)
+        drawn_scores.append(scores)
+        summary = _summary(comparison, optimizer)
+        chosen = [
+            index
+            for index, run in enumerate(runs)
+            if summary is not None and summary.hyperparameters == run.hyperparameters
+        ]
+        for index in chosen[:1]:
+            any_chosen = True
+            loss_ax.plot([rates[index]], [losses[index]], color=tone, **CHOSEN_MARKER)
+            score_ax.plot([rates[index]], [scores[index]], color=tone, **CHOSEN_MARKER)
+        label = f"{optimizer} ({len(runs)} settings"
+        label += f", {int(failed.sum())} diverged)" if failed.any() else ")"
+        handles.append(Line2D([], [], color=tone, marker="o", ms=4, lw=1.4, label=label))
+    if not handles:
+        raise ValueError("loss_against_lr needs tuning runs with a learning rate; this has none")
+    for ax in (loss_ax, score_ax):
+        ax.set_xscale("log")
+        _plain_log_labels(ax.xaxis)
+        ax.set_xlabel("learning rate")
+    _log_if_positive(loss_ax, drawn_loss)
+    if not comparison.metric:
+        _log_if_positive(score_ax, drawn_scores)
+    loss_marks.draw()
+    score_marks.draw()
+    loss_ax.set_ylabel("final training loss (last epoch's mean)")
+    loss_ax.set_title("Final training loss of every tuning run")
+    score_ax.set_ylabel(_metric_name(comparison))
+    score_ax.set_title(f"{_metric_name(comparison).capitalize()}: what the choice is made on")
+    if any_chosen:
+        handles.append(Line2D([], [], color="0.6", label="chosen setting", **CHOSEN_MARKER))
+    if any_diverged:
+        handles.append(_diverged_handle("edge of the bad values"))
+    _legend_below(figure, handles)
+    figure.suptitle(f"{comparison.task_title}: sensitivity to the learning rate")
+    return figure
+
+
+def performance_ratios(
+    comparisons: Comparison | Sequence[Comparison],
+) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Dolan & Moré's performance ratios r[p, s] = cost[p, s] / min over s' of cost[p, s'].
+
+    The cost is the final training loss (the mean over the last epoch's steps). With one
+    comparison a problem is one (task, seed) pair of its seed runs; with several, one comparison
+    (one task), whose cost is the mean over its seed runs, and only the optimizers that every
+    comparison ran take part. A run that diverged (any seed, for a task) or a missing seed run
+    counts as a failure: an infinite ratio. Returns the problems' names and, per optimizer, its
+    ratios in the problems' order.
+    """
+    many, group = _as_group(comparisons)
+    optimizers, _ = _common_optimizers(group)
+    problems, costs = [], []  # costs: one {optimizer: cost} per problem
+    for comparison in group:
+        seeds = sorted({run.seed for run in comparison.runs if run.phase == "seed"})
+        per_seed = {
+            seed: {key: _cost(comparison, key, [seed]) for key in optimizers} for seed in seeds
+        }
+        if many:
+            problems.append(comparison.task)
+            costs.append({key: _mean_cost(per_seed, key) for key in optimizers})
+        else:
+            problems.extend(f"{comparison.task}, seed {seed}" for seed in seeds)
+            costs.extend(per_seed[seed] for seed in seeds)
+    if not problems:
+        raise ValueError("performance_profile needs seed runs; this comparison has none")
+    ratios = {key: np.full(len(problems), np.inf) for key in optimizers}
+    for index, (problem, cost) in enumerate(zip(problems, costs, strict=True)):
+        finite = [value for value in cost.values() if math.isfinite(value)]
+        if not finite:
+            continue  # every optimizer failed here: all ratios stay infinite
+        best = min(finite)
+        if best <= 0:
+            raise ValueError(
+                f"performance ratios need positive costs; on {problem} the best final "
+                f"training loss is {best:g}"
+            )
+        for key, value in cost.items():
+            ratios[key][index] = value / best
+    return problems, ratios
+
+
+def _as_group(comparisons) -> tuple[bool, list[Comparison]]:
+    """(given several?, the comparisons as a list) for one comparison or a sequence of them."""
+    many = not hasattr(comparisons, "runs")
+    group = list(comparisons) if many else [comparisons]
+    if not group:
+        raise ValueError("performance_profile needs at least one comparison")
+    return many, group
+
+
+def _common_optimizers(group: list[Comparison]) -> tuple[list[str], list[str]]:
+    """The optimizers every comparison ran (in first-seen order) and those left out."""
+    seen = list(dict.fromkeys(key for c in group for key in c.optimizers))
+    common = [key for key in seen if all(key in c.optimizers for c in group)]
+    if not common:
+        raise ValueError("performance_profile: no optimizer was run in every comparison given")
+    return common, [key for key in seen if key not in common]
+
+
+def _cost(comparison: Comparison, optimizer: str, seeds: list[int]) -> float:
+    runs = [
+        run
+        for run in comparison.runs
+        if run.optimizer == optimizer and run.phase == "seed" and run.seed in seeds
+    ]
+    if not runs or any(run.diverged for run in runs):
+        return math.inf
+    value = float(np.mean([run.final_train_loss for run in runs]))
+    return value if math.isfinite(value) else math.inf
+
+
+def _mean_cost(per_seed: dict[int, dict[str, float]], optimizer: str) -> float:
+    values = [costs[optimizer] for costs in per_seed.values()]
+    return float(np.mean(values)) if values else math.inf
+
+
+def performance_profile(comparisons: Comparison | Sequence[Comparison], size=(7.0, 4.8)) -> Figure:
+    """Dolan & Moré (2002) performance profiles: rho_s(tau), the share of problems on which
+    optimizer s is within a factor tau of the best, as a step plot against log tau. See
+    :func:`performance_ratios` for the problems and the cost (final training loss)."""
+    problems, ratios = performance_ratios(comparisons)
+    many, group = _as_group(comparisons)
+    _, left_out = _common_optimizers(group)
+    count = len(problems)
+    finite = np.concatenate([r[np.isfinite(r)] for r in ratios.values()])
+    tau_max = max(float(finite.max()) * 1.25 if finite.size else 2.0, 1.1)
+    figure = plt.figure(figsize=size, layout="constrained")
+    ax = figure.add_subplot()
+    for key, ratio in ratios.items():
+        solved = np.sort(ratio[np.isfinite(ratio)])
+        taus = np.concatenate([[1.0], solved, [tau_max]])
+        share = np.array([(ratio <= tau).sum() / count for tau in taus])
+        failed = count - solved.size
+        label = key if not failed else f"{key} (failed on {failed} of {count})"
+        ax.step(taus, share, where="post", color=colour(key), lw=1.8, label=label)
+    ax.set_xscale("log")
+    if tau_max < 3:  # a narrow range: evenly spaced ticks read best
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=6))
+    else:  # 1, 2, 5 per decade (more within a decade)
+        subs = (1.0, 2.0, 5.0) if tau_max > 10 else (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0)
+        ax.xaxis.set_major_locator(LogLocator(subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(1.0, tau_max)
+    ax.set_ylim(-0.04, 1.06)
+    ax.set_xlabel("τ: final training loss ÷ the best optimizer's on that problem")
+    ax.set_ylabel("ρ(τ): share of problems within τ of the best")
+    what = "tasks (one comparison each)" if many else "(task, seed) pairs"
+    ax.set_title(f"Performance profile (Dolan & Moré 2002) over {count} {what}")
+    handles, _ = ax.get_legend_handles_labels()
+    if left_out:
+        note = f"not run on every task, left out: {', '.join(left_out)}"
+        handles.append(Line2D([], [], color="none", label=note))
+    _legend_below(figure, handles)
+    return figure
+
+
+def gradient_norms(comparison: Comparison, optimizer: str, size=(7.0, 4.6)) -> Figure:
+    """Each layer's gradient norm per epoch (the mean over the epoch's steps) for the seed runs of
+    ``optimizer``'s chosen setting: median over seeds with a min-max band, log scale. Norms that
+    shrink towards zero layer by layer show vanishing gradients; ones that grow, exploding."""
+    if optimizer not in comparison.optimizers:
+        raise ValueError(
+            f"{optimizer!r} is not in this comparison; it compared {', '.join(comparison.optimizers)}"
+        )
+    runs = _seed_runs(comparison, optimizer)
+    layers = list(dict.fromkeys(name for run in runs for name in run.grad_norms))
+    if not layers:
+        raise ValueError(f"{optimizer} has no seed runs with recorded gradient norms to draw")
+    modules = list(dict.fromkeys(name.rpartition(".")[0] or name for name in layers))
+    tones = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, max(len(modules), 1)))
+    styles = {"bias": "--"}  # weights and anything else solid
+    figure = plt.figure(figsize=size, layout="constrained")
+    ax = figure.add_subplot()
+    for name in layers:
+        module, _, kind = name.rpartition(".")
+        tone = tones[modules.index(module or name)]
+        rows = _stack([_finite_or_nan(_values(run.grad_norms.get(name))) for run in runs])
+        rows[rows <= 0] = np.nan  # a zero norm has no place on a log scale
+        middle, low, high = _median_band(rows)
+        epochs = np.arange(1, rows.shape[1] + 1)
+        ax.plot(epochs, middle, styles.get(kind, "-"), marker="o", ms=3, color=tone, label=name)
+        ax.fill_between(epochs, low, high, color=tone, alpha=0.15, lw=0)
+    diverged = [run for run in runs if run.diverged and run.diverged_at is not None]
+    marks = _EdgeMarks(ax)
+    marks.add([_diverged_epoch(run) for run in diverged], "0.2")
+    if diverged:
+        ax.plot([], [], color="0.2", label="a seed diverged (epoch)", **DIVERGED_MARKER)
+    ax.set_yscale("log")
+    _plain_log_labels(ax.yaxis)
+    marks.draw()
+    ax.set_xlabel("epoch")
+    _epoch_ticks(ax)
+    ax.set_ylabel("gradient norm (mean over the epoch's steps)")
+    label = _setting_label(optimizer, runs[0].hyperparameters)
+    ax.set_title(f"Gradient norm per layer: {label}, {len(runs)} seeds")
+    ax.legend(loc="best", fontsize=8, ncol=2 if len(layers) > 6 else 1)
+    return figure
