@@ -273,9 +273,9 @@ def test_gradient_norms_draw_every_layer_and_name_bad_requests(comparison, tmp_p
 
 
 def test_figures_draw_a_comparison_read_back_from_json(comparison, tmp_path):
-    """JSON writes NaN and infinity as null; the figures read null as a gap or a failure."""
+    """JSON writes NaN and infinity as null, read back as NaN: a gap or a failure in figures."""
     again = Comparison.from_json(comparison.to_json())
-    assert any(value is None for run in again.runs for value in run.train_loss)
+    assert any(math.isnan(value) for run in again.runs for value in run.train_loss)
     for index, figure in enumerate(
         [
             figures.loss_curves(again),
