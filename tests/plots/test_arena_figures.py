@@ -286,3 +286,20 @@ def test_figures_draw_a_comparison_read_back_from_json(comparison, tmp_path):
     ):
         _saved_non_blank(figure, tmp_path / f"{index}.png")
     assert figures.performance_ratios(again)[1]["sgd"][1] == math.inf
+
+
+def test_loss_curves_switch_to_epochs_when_optimizers_step_differently(tmp_path):
+    comparison = hand_built_comparison()
+    for run in comparison.runs:
+        if run.optimizer == "sgd":  # full batch: one step per epoch
+            run.train_loss, run.steps_per_epoch = run.train_loss[:EPOCHS], 1
+            run.diverged_at = 1 if run.diverged else None
+    figure = figures.loss_curves(comparison)
+    train_ax = figure.axes[0]
+    assert train_ax.get_xlabel().startswith("epochs of training")
+    (adam,) = _lines_in(train_ax, colour("adam"))
+    (sgd,) = _lines_in(train_ax, colour("sgd"))[:1]
+    assert adam.get_xdata()[-1] == pytest.approx((STEPS_PER_EPOCH * EPOCHS - 1) / STEPS_PER_EPOCH)
+    assert list(sgd.get_xdata()) == [0.0, 1.0, 2.0]
+    assert _edge_markers(train_ax) == [(1.0, 1.0)]
+    _saved_non_blank(figure, tmp_path / "epochs.png")

@@ -180,9 +180,12 @@ def _metric_name(comparison: Comparison) -> str:
 def loss_curves(comparison: Comparison, size=(11.0, 4.6)) -> Figure:
     """Per optimizer, its seed runs at the chosen setting: the training loss per step (smoothed over
     an epoch, log scale) as the median over seeds with a band from the lowest to the highest, and
-    the validation metric (or loss) per epoch the same way in the second panel."""
+    the validation metric (or loss) per epoch the same way in the second panel. When optimizers
+    took different numbers of steps per epoch (full-batch ones beside mini-batches), the training
+    loss is drawn against epochs, so that equal passes over the data line up."""
     figure = plt.figure(figsize=size, layout="constrained")
     train_ax, val_ax = figure.subplots(1, 2)
+    in_epochs = len({run.steps_per_epoch for run in comparison.runs if run.phase == "seed"}) > 1
     handles, drawn_train, drawn_val, any_diverged = [], [], [], False
     train_marks, val_marks = _EdgeMarks(train_ax), _EdgeMarks(val_ax, top=not comparison.metric)
     for optimizer in comparison.optimizers:
@@ -193,7 +196,13 @@ def loss_curves(comparison: Comparison, size=(11.0, 4.6)) -> Figure:
             continue
         train = _stack([smoothed_training_loss(run) for run in runs])
         middle, low, high = _median_band(train)
-        steps = np.arange(1, train.shape[1] + 1)
+        per_epoch = runs[0].steps_per_epoch if in_epochs else 1
+        # In epochs: the loss of step k was taken after k - 1 updates, so it sits at (k - 1) / E.
+        steps = (
+            np.arange(1, train.shape[1] + 1)
+            if not in_epochs
+            else np.arange(train.shape[1]) / per_epoch
+        )
         train_ax.plot(steps, middle, color=tone, lw=1.6)
         train_ax.fill_between(steps, low, high, color=tone, alpha=0.2, lw=0)
         drawn_train.append(train)
@@ -205,7 +214,7 @@ def loss_curves(comparison: Comparison, size=(11.0, 4.6)) -> Figure:
         drawn_val.append(val)
         diverged = [run for run in runs if run.diverged and run.diverged_at is not None]
         any_diverged = any_diverged or bool(diverged)
-        train_marks.add([run.diverged_at + 1 for run in diverged], tone)
+        train_marks.add([steps[min(run.diverged_at, len(steps) - 1)] for run in diverged], tone)
         val_marks.add([_diverged_epoch(run) for run in diverged], tone)
         label = f"{_setting_label(optimizer, runs[0].hyperparameters)}, {len(runs)} seeds"
         if diverged:
@@ -216,8 +225,10 @@ def loss_curves(comparison: Comparison, size=(11.0, 4.6)) -> Figure:
         _log_if_positive(val_ax, drawn_val)
     train_marks.draw()
     val_marks.draw()
-    train_ax.set_xlabel("optimizer step")
-    train_ax.set_ylabel("training loss (mean over the last epoch's steps)")
+    train_ax.set_xlabel(
+        "epochs of training (steps ÷ steps per epoch)" if in_epochs else "optimizer step"
+    )
+    train_ax.set_ylabel("training loss (smoothed over an epoch)")
     train_ax.set_title("Training loss: median over seeds, band from min to max")
     val_ax.set_xlabel("epoch")
     _epoch_ticks(val_ax)
