@@ -98,6 +98,16 @@ def test_the_recommendation_comes_first_and_every_optimizer_has_a_row(written):
     assert "8 steps, 0.40 s" in visible  # steps and seconds to the target
     assert "sensitive" in visible and comparison.notices[0] in visible
     assert "mini-batches of 16, reshuffled every epoch" in visible
+    assert visible.index("adam") < visible.index("recommended") < visible.index("runner-up")
+
+
+def test_a_long_list_of_failures_folds_away(tmp_path):
+    comparison = hand_built_comparison()
+    few = report.render(comparison)
+    assert "<details open><summary>What did not work, and why (1 optimizer)" in few
+    comparison.recommendation.failures = [(f"opt{i}", "diverged") for i in range(9)]
+    many = report.render(comparison)
+    assert "<details><summary>What did not work, and why (9 optimizers)" in many
 
 
 def test_every_string_is_escaped(written):

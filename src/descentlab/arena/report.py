@@ -26,6 +26,8 @@ from .. import __version__
 from ..plots.palette import colour
 from .results import Comparison, Summary
 
+#: Up to this many failures are listed open under the recommendation; more fold away.
+SHOWN_FAILURES = 4
 #: Gradient norms are drawn for the recommended optimizer and at most this many failed ones.
 GRADIENT_FIGURES_FOR_FAILURES = 2
 FIGURE_DPI = 100
@@ -115,7 +117,15 @@ def _recommendation(comparison: Comparison) -> str:
         f"<li><strong>{_e(titles.get(key, key))}</strong> ({_e(key)}): {_e(reason)}</li>"
         for key, reason in recommendation.failures
     )
-    failed = f"<h3>What did not work, and why</h3><ul>{failures}</ul>" if failures else ""
+    count = len(recommendation.failures)
+    heading = f"What did not work, and why ({count} optimizer{'s' if count != 1 else ''})"
+    # A long list folds away (a <details> element: no script needed); the table has it too.
+    failed = (
+        f"<details{' open' if count <= SHOWN_FAILURES else ''}><summary>{_e(heading)}</summary>"
+        f"<ul>{failures}</ul></details>"
+        if failures
+        else ""
+    )
     return (
         "<section class='recommendation'><h2>Recommendation</h2>"
         f"<p>{_e(recommendation.text)}</p>{failed}</section>"
@@ -138,22 +148,31 @@ def _evidence(comparison: Comparison) -> str:
         "Status",
     ]
     head = "".join(f"<th scope='col'>{_e(h)}</th>" for h in headers)
-    rows = "\n".join(_evidence_row(summary) for summary in comparison.summaries)
+    roles = {
+        comparison.recommendation.best: "recommended",
+        comparison.recommendation.runner_up: "runner-up",
+    }
+    rows = "\n".join(
+        _evidence_row(summary, roles.get(summary.optimizer)) for summary in comparison.summaries
+    )
     return (
         "<section><h2>Evidence</h2>"
-        "<p class='note'>Ranked best first. “Good learning rates”: the band of tuning runs whose "
-        "validation score came within 5% of the best, and its width in decades (wider is easier "
-        "to tune). “To the target loss”: the median over seeds of the steps and seconds until an "
-        "epoch's mean training loss first reached the task's target; “—” where it never did (or "
-        "the task sets none).</p>"
+        "<p class='note'>Ranked by test result, diverged optimizers last; the recommendation "
+        "goes to the best one without a warning (status ok) where there is one. “Good learning "
+        "rates”: the band of tuning runs whose validation score came within 5% of the best, and "
+        "its width in decades (wider is easier to tune). “To the target loss”: the median over "
+        "seeds of the steps and seconds until an epoch's mean training loss first reached the "
+        "task's target; “—” where it never did (or the task sets none).</p>"
         f"<div class='scroll'><table class='evidence'><thead><tr>{head}</tr></thead>"
         f"<tbody>\n{rows}\n</tbody></table></div></section>"
     )
 
 
-def _evidence_row(summary: Summary) -> str:
+def _evidence_row(summary: Summary, role: str | None) -> str:
     swatch = f"<span class='swatch' style='background:{_e(colour(summary.optimizer))}'></span>"
     name = f"{swatch}<strong>{_e(summary.title)}</strong><br><code>{_e(summary.optimizer)}</code>"
+    if role:
+        name += f" <span class='role'>{_e(role)}</span>"
     setting = ", ".join(f"{key} = {value:.3g}" for key, value in summary.hyperparameters.items())
     if summary.test_metric is not None:
         spread = _number(summary.test_metric_std, ".3f")
@@ -185,7 +204,8 @@ def _evidence_row(summary: Summary) -> str:
     if summary.diverged_runs:
         status += f"<br><small>{summary.diverged_runs} of {summary.runs} runs diverged</small>"
     cells = [name, *(_e(v) if v else "—" for v in (setting, score, loss, target, band)), status]
-    return f"<tr class='{_e(summary.status)}'>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
+    row_class = _e(summary.status) + (f" {role}" if role else "")
+    return f"<tr class='{row_class}'>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>"
 
 
 def _figures(comparison: Comparison) -> tuple[list[str], list[str]]:
@@ -347,7 +367,11 @@ table { border-collapse: collapse; width: 100%; font-size: .92rem; }
 th, td { text-align: left; vertical-align: top; padding: .45rem .6rem;
          border-bottom: 1px solid var(--line); }
 thead th { background: var(--wash); font-weight: 600; }
-table.evidence tbody tr:first-child { background: #f3f9f1; }
+table.evidence tr.recommended { background: #f1f8ee; }
+.role { display: inline-block; margin-top: .2rem; padding: 0 .4rem; border-radius: 3px;
+        font-size: .78rem; background: var(--accent); color: white; }
+tr.runner-up .role { background: #7d8aa0; }
+details summary { cursor: pointer; font-weight: 600; margin: .6rem 0 .2rem; }
 table.settings th { width: 14rem; font-weight: 600; }
 code { font-size: .85rem; color: var(--muted); }
 .swatch { display: inline-block; width: .8rem; height: .8rem; border-radius: 2px;
@@ -362,6 +386,7 @@ figure { margin: 1.6rem 0; }
 figure img { display: block; max-width: 100%; height: auto; margin: 0 auto;
              border: 1px solid var(--line); }
 figcaption { font-size: .92rem; margin-top: .5rem; }
-.pairs { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr)); gap: 0 1.5rem; }
+.pairs { display: grid; grid-template-columns: repeat(auto-fit, minmax(420px, 1fr));
+         gap: 0 1.5rem; }
 footer { margin-top: 2.5rem; font-size: .85rem; }
 """

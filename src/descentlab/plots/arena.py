@@ -433,9 +433,8 @@ def gradient_norms(comparison: Comparison, optimizer: str, size=(7.0, 4.6)) -> F
     ``optimizer``'s chosen setting: median over seeds with a min-max band, log scale. Norms that
     shrink towards zero layer by layer show vanishing gradients; ones that grow, exploding."""
     if optimizer not in comparison.optimizers:
-        raise ValueError(
-            f"{optimizer!r} is not in this comparison; it compared {', '.join(comparison.optimizers)}"
-        )
+        compared = ", ".join(comparison.optimizers)
+        raise ValueError(f"{optimizer!r} is not in this comparison; it compared {compared}")
     runs = _seed_runs(comparison, optimizer)
     layers = list(dict.fromkeys(name for run in runs for name in run.grad_norms))
     if not layers:
