@@ -152,3 +152,35 @@ def test_modern_optimizers_race_as_an_animation(tmp_path):
         == 0
     )
     assert out.stat().st_size > 1000
+
+
+def test_compare_writes_the_report_and_prints_the_recommendation(tmp_path, capsys):
+    out = tmp_path / "report.html"
+    arguments = ["compare", "--task", "toy2d", "--optimizers", "adam,sgd", "--budget", "2"]
+    status = cli.main([*arguments, "--seeds", "1", "--epochs", "2", "--out", str(out), "--quiet"])
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert out.exists() and out.with_suffix(".json").exists() and out.with_suffix(".csv").exists()
+    assert out.with_suffix(".db").exists()  # the trials, in SQLite beside the report
+    assert "Use " in printed and "wrote" in printed
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--task", "imagenet"], "unknown task 'imagenet'"),
+        (["--optimizers", "adam,nope"], "unknown optimizer 'nope'"),
+        (["--budget", "0"], "Invalid budget"),
+        (["--batch-size", "big"], "--batch-size"),
+        (["--out", "report.txt"], "--out: the report is an HTML file"),
+        (["--storage", "postgresql+psycopg2://x@127.0.0.1:1/none"], "--storage: cannot open"),
+    ],
+)
+def test_compare_bad_flags_are_one_line(tmp_path, capsys, flags, message):
+    arguments = ["compare", "--task", "toy2d", "--budget", "1", "--seeds", "1", "--quiet"]
+    if "--out" not in flags:
+        arguments += ["--out", str(tmp_path / "r.html")]
+    status = cli.main([*arguments, *flags])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert message in error and "Traceback" not in error
