@@ -57,16 +57,14 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
         raise ValueError(f"--storage must be a database URL such as sqlite:///runs.db, got {url!r}")
     # Optuna 4.9 renamed the retry callback; either way a stale trial is enqueued again.
     retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
-    callback = (
-        {"heartbeat_stale_trial_callback": retry(max_retry=MAX_RETRY)}
-        if retry is not None
-        else {
-            "failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)
-        }
-    )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            if retry is not None:
+                callback = {"heartbeat_stale_trial_callback": retry(max_retry=MAX_RETRY)}
+            else:
+                old = optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)
+                callback = {"failed_trial_callback": old}
             return optuna.storages.RDBStorage(
                 url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS, **callback
             )
