@@ -184,3 +184,16 @@ def test_compare_bad_flags_are_one_line(tmp_path, capsys, flags, message):
     error = capsys.readouterr().err
     assert status == 2
     assert message in error and "Traceback" not in error
+
+
+def test_compare_on_several_tasks_writes_an_overview_with_the_profile(tmp_path, capsys):
+    out = tmp_path / "tasks.html"
+    arguments = ["compare", "--task", "toy2d,digits-logreg", "--optimizers", "adam,sgd"]
+    flags = ["--budget", "2", "--seeds", "2", "--epochs", "1", "--out", str(out), "--quiet"]
+    assert cli.main([*arguments, *flags]) == 0
+    page = out.read_text()
+    assert (tmp_path / "tasks-toy2d.html").exists() and (
+        tmp_path / "tasks-digits-logreg.html"
+    ).exists()
+    assert "href='tasks-toy2d.html'" in page and "data:image/png;base64," in page
+    assert "Performance profile across tasks" in page

@@ -223,7 +223,9 @@ def _save(result, out: Path, sweep: str | None) -> None:
         figures.plt.close(figure)
 
 
-def _compare(arguments: argparse.Namespace) -> None:
+def _compare(arguments: argparse.Namespace):
+    """Compare on one task and write its report, or on several (``--task a,b``): a report per
+    task and an overview page with the performance profile across them."""
     from .arena import compare, report
 
     out = Path(arguments.out)
@@ -232,6 +234,17 @@ def _compare(arguments: argparse.Namespace) -> None:
     batch_size = _batch_size(arguments.batch_size)
     storage = arguments.storage or f"sqlite:///{out.with_suffix('.db').resolve()}"
     out.parent.mkdir(parents=True, exist_ok=True)
+    names = [name.strip() for name in arguments.task.split(",") if name.strip()]
+    if len(names) > 1:
+        comparisons, reports = [], []
+        for name in names:
+            task_out = out.with_name(f"{out.stem}-{name}.html")
+            single = argparse.Namespace(**{**vars(arguments), "task": name, "out": str(task_out)})
+            comparisons.append(_compare(single))
+            reports.append(task_out)
+        overview = report.write_overview(comparisons, reports, out)
+        print(f"wrote {overview}: the recommendation of each task and the profile across them")
+        return None
     try:
         comparison = compare(
             arguments.task,
@@ -258,6 +271,7 @@ def _compare(arguments: argparse.Namespace) -> None:
     written = report.write(comparison, out)
     print(comparison.recommendation.text)
     print("wrote " + ", ".join(str(path) for path in written) + f"; trials in {storage}")
+    return comparison
 
 
 def _batch_size(text: str) -> int | None | str:
@@ -319,7 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
         "spec's search space, then the best setting is trained on fresh seeds and reported on "
         "the test split. Writes an HTML report with JSON and CSV beside it.",
     )
-    comparing.add_argument("--task", default="digits-mlp", help="a task from `descentlab tasks`")
+    comparing.add_argument(
+        "--task",
+        default="digits-mlp",
+        help="a task from `descentlab tasks`, or several (a,b): a report each and a profile across",
+    )
     comparing.add_argument(
         "--optimizers",
         default="all",

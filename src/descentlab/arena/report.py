@@ -51,6 +51,48 @@ def write(comparison: Comparison, path: str | Path) -> list[Path]:
     return [path, json_path, csv_path]
 
 
+def write_overview(comparisons: list[Comparison], reports: list[Path], path: str | Path) -> Path:
+    """One page over several tasks: each task's recommendation with a link to its report, and the
+    Dolan & Moré performance profile across the tasks (one problem per task)."""
+    from ..plots import arena as plots
+
+    path = Path(path)
+    rows = "".join(
+        f"<tr><td><a href='{_e(report.name)}'>{_e(c.task_title)}</a><br><code>{_e(c.task)}</code>"
+        f"</td><td>{_e(c.recommendation.text)}</td></tr>"
+        for c, report in zip(comparisons, reports, strict=True)
+    )
+    notices: list[str] = []
+    profile = _embedded(
+        [
+            (
+                "Performance profile across tasks",
+                lambda: plots.performance_profile(comparisons),
+                "Dolan & Moré performance profile with one problem per task (each optimizer's "
+                "mean final training loss over its fresh seeds): the share of tasks on which it "
+                "is within a factor τ of the best optimizer there.",
+            )
+        ],
+        notices,
+    )
+    title = "Which optimizer, across tasks?"
+    body = (
+        f"<header><h1>{_e(title)}</h1><p class='lead'>{len(comparisons)} tasks, each compared "
+        "with the same protocol; every task's own report is linked.</p></header>"
+        f"<section><h2>Per task</h2><table><thead><tr><th>Task</th><th>Recommendation</th></tr>"
+        f"</thead><tbody>{rows}</tbody></table></section>"
+        f"<section><h2>Across tasks</h2>{''.join(profile)}</section>{_notices(notices)}"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        "<!DOCTYPE html>\n<html lang='en'>\n<head>\n<meta charset='utf-8'>\n"
+        f"<title>{_e(title)}</title>\n<style>{STYLE}</style>\n</head>\n"
+        f"<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n",
+        encoding="utf-8",
+    )
+    return path
+
+
 def write_csv(comparison: Comparison, path: Path) -> None:
     """One row per run (``Comparison.csv_rows``); hyperparameter columns are the union over runs."""
     rows = comparison.csv_rows()
