@@ -233,3 +233,8 @@ def test_quasi_newton_races_converge_like_the_optimizer_driven_directly(key, sta
     (a view leaf read through an older view gave stale gradients and stalled BFGS at loss 3.5)."""
     result = lab.race("rosenbrock", [key], [start], 300, dtype=torch.float64)
     assert float(result.final_loss[0]) < 1e-9
+
+
+def test_integer_settings_typed_in_an_entry_stay_integers():
+    result = lab.race("rosenbrock", ["bfgs:max_iter=2,lr=1"], [[-1.2, 1.0]], 3)
+    assert result.runs[0].hyperparameters["max_iter"] == 2
