@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 # The CPU build of torch; override e.g. `make test TORCH_SPEC='torch==2.14.1'`.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= lab,video,course,postgres,dev
+EXTRAS ?= lab,video,arena,course,postgres,dev
 HOST ?= 127.0.0.1
 PORT ?= 8000
 

@@ -242,3 +242,48 @@ def test_demo_saddle_newton_stops_on_the_saddle_gradient_methods_leave():
     assert result.path[1, run["newton"]].abs().max() < 1e-6  # one step onto (0, 0)
     for key in ("sgd", "adam"):
         assert float(result.path[-1, run[key], 1].abs()) > 1.0, key
+
+
+def test_compare_writes_the_report_and_prints_the_recommendation(tmp_path, capsys):
+    out = tmp_path / "report.html"
+    arguments = ["compare", "--task", "toy2d", "--optimizers", "adam,sgd", "--budget", "2"]
+    status = cli.main([*arguments, "--seeds", "1", "--epochs", "2", "--out", str(out), "--quiet"])
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert out.exists() and out.with_suffix(".json").exists() and out.with_suffix(".csv").exists()
+    assert out.with_suffix(".db").exists()  # the trials, in SQLite beside the report
+    assert "Use " in printed and "wrote" in printed
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--task", "imagenet"], "unknown task 'imagenet'"),
+        (["--optimizers", "adam,nope"], "unknown optimizer 'nope'"),
+        (["--budget", "0"], "Invalid budget"),
+        (["--batch-size", "big"], "--batch-size"),
+        (["--out", "report.txt"], "--out: the report is an HTML file"),
+        (["--storage", "postgresql+psycopg2://x@127.0.0.1:1/none"], "--storage: cannot open"),
+    ],
+)
+def test_compare_bad_flags_are_one_line(tmp_path, capsys, flags, message):
+    arguments = ["compare", "--task", "toy2d", "--budget", "1", "--seeds", "1", "--quiet"]
+    if "--out" not in flags:
+        arguments += ["--out", str(tmp_path / "r.html")]
+    status = cli.main([*arguments, *flags])
+    error = capsys.readouterr().err
+    assert status == 2
+    assert message in error and "Traceback" not in error
+
+
+def test_compare_on_several_tasks_writes_an_overview_with_the_profile(tmp_path, capsys):
+    out = tmp_path / "tasks.html"
+    arguments = ["compare", "--task", "toy2d,digits-logreg", "--optimizers", "adam,sgd"]
+    flags = ["--budget", "2", "--seeds", "2", "--epochs", "1", "--out", str(out), "--quiet"]
+    assert cli.main([*arguments, *flags]) == 0
+    page = out.read_text()
+    assert (tmp_path / "tasks-toy2d.html").exists() and (
+        tmp_path / "tasks-digits-logreg.html"
+    ).exists()
+    assert "href='tasks-toy2d.html'" in page and "data:image/png;base64," in page
+    assert "Performance profile across tasks" in page

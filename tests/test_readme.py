@@ -51,3 +51,24 @@ def test_the_race_commands_parse():
         arguments = parser.parse_args(cli._negative_values_as_equals(words))
         if arguments.command == "race":
             cli.parse_optimizers(arguments.optimizers)
+
+
+def test_the_arena_example_runs(tmp_path, monkeypatch):
+    (example,) = [block for block in _blocks("python") if "arena.compare" in block]
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(160, 5, generator=generator)
+    targets = (inputs[:, 0] - inputs[:, 2] > 0).long()
+    namespace = {
+        "torch": torch,
+        "make_model": lambda: torch.nn.Sequential(
+            torch.nn.Linear(5, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2)
+        ),
+        "x_train": inputs[:120],
+        "y_train": targets[:120],
+        "x_val": inputs[120:],
+        "y_val": targets[120:],
+    }
+    monkeypatch.chdir(tmp_path)
+    exec(compile(example, "README arena example", "exec"), namespace)  # noqa: S102 - our README
+    assert namespace["result"].recommendation.best in ("adam", "adamw", "lion", "sgd")
+    assert (tmp_path / "my_model.html").exists()

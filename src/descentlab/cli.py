@@ -238,6 +238,73 @@ def _save(result, out: Path, sweep: str | None) -> None:
         figures.plt.close(figure)
 
 
+def _compare(arguments: argparse.Namespace):
+    """Compare on one task and write its report, or on several (``--task a,b``): a report per
+    task and an overview page with the performance profile across them."""
+    from .arena import compare, report
+
+    out = Path(arguments.out)
+    if out.suffix.lower() != ".html":
+        raise UsageError(f"--out: the report is an HTML file (report.html), got {out.name!r}")
+    batch_size = _batch_size(arguments.batch_size)
+    storage = arguments.storage or f"sqlite:///{out.with_suffix('.db').resolve()}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    names = [name.strip() for name in arguments.task.split(",") if name.strip()]
+    if len(names) > 1:
+        comparisons, reports = [], []
+        for name in names:
+            task_out = out.with_name(f"{out.stem}-{name}.html")
+            single = argparse.Namespace(**{**vars(arguments), "task": name, "out": str(task_out)})
+            comparisons.append(_compare(single))
+            reports.append(task_out)
+        overview = report.write_overview(comparisons, reports, out)
+        print(f"wrote {overview}: the recommendation of each task and the profile across them")
+        return None
+    try:
+        comparison = compare(
+            arguments.task,
+            optimizers=arguments.optimizers,
+            budget=arguments.budget,
+            seeds=arguments.seeds,
+            search=arguments.search,
+            epochs=arguments.epochs,
+            batch_size=batch_size,
+            dropout=arguments.dropout,
+            init=arguments.init,
+            label_smoothing=arguments.label_smoothing,
+            clip=arguments.clip,
+            early_stopping=arguments.early_stopping,
+            weight_decay=arguments.weight_decay,
+            storage=storage,
+            workers=arguments.workers,
+            seed=arguments.seed,
+            progress=not arguments.quiet,
+            notice=lambda message: print(f"note: {message}", file=sys.stderr),
+        )
+    except ConnectionError as error:
+        raise UsageError(f"--storage: {error}") from None
+    written = report.write(comparison, out)
+    print(comparison.recommendation.text)
+    print("wrote " + ", ".join(str(path) for path in written) + f"; trials in {storage}")
+    return comparison
+
+
+def _batch_size(text: str) -> int | None | str:
+    if text == "task":
+        return "task"
+    if text == "full":
+        return None
+    try:
+        size = int(text)
+    except ValueError:
+        raise UsageError(
+            f"--batch-size: 'task', 'full' or a positive integer, got {text!r}"
+        ) from None
+    if size < 1:
+        raise UsageError(f"--batch-size: 'task', 'full' or a positive integer, got {text!r}")
+    return size
+
+
 def _demo(arguments: argparse.Namespace) -> None:
     from .demo import run_demo
 
@@ -308,6 +375,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("task", nargs="?", help="a task name: print its description")
     listing.set_defaults(handler=_print_tasks)
+
+    comparing = commands.add_parser(
+        "compare",
+        help="tune optimizers with equal budgets on a task, retrain on fresh seeds, recommend one",
+        description="A fair comparison: every optimizer gets the same tuning budget over its "
+        "spec's search space, then the best setting is trained on fresh seeds and reported on "
+        "the test split. Writes an HTML report with JSON and CSV beside it.",
+    )
+    comparing.add_argument(
+        "--task",
+        default="digits-mlp",
+        help="a task from `descentlab tasks`, or several (a,b): a report each and a profile across",
+    )
+    comparing.add_argument(
+        "--optimizers",
+        default="all",
+        help="'all' (every first-order key) or a comma-separated list",
+    )
+    comparing.add_argument(
+        "--budget", type=int, default=8, help="configurations tuned per optimizer"
+    )
+    comparing.add_argument("--seeds", type=int, default=3, help="fresh seeds at the best setting")
+    comparing.add_argument("--search", default="grid", help="grid (lr log grid) or tpe (Optuna)")
+    comparing.add_argument("--epochs", type=int, default=None, help="default: the task's")
+    comparing.add_argument(
+        "--batch-size", default="task", help="'task' (its default), 'full' (batch GD), 1 (SGD) or N"
+    )
+    comparing.add_argument("--dropout", type=float, default=0.0, help="dropout probability")
+    comparing.add_argument("--init", default="default", help="default, xavier or he")
+    comparing.add_argument("--label-smoothing", type=float, default=0.0)
+    comparing.add_argument("--clip", type=float, default=None, help="clip each run's gradient norm")
+    comparing.add_argument(
+        "--early-stopping", type=int, default=None, metavar="PATIENCE", help="epochs without gain"
+    )
+    comparing.add_argument(
+        "--weight-decay", type=float, default=None, help="override the optimizers'"
+    )
+    comparing.add_argument(
+        "--storage", default=None, help="Optuna storage URL (default: SQLite beside the report)"
+    )
+    comparing.add_argument("--workers", type=int, default=1, help="processes sharing the work")
+    comparing.add_argument("--seed", type=int, default=0, help="the tuning seed")
+    comparing.add_argument("--out", default="report.html", help="the HTML report")
+    comparing.add_argument("--quiet", action="store_true", help="no progress bar")
+    comparing.set_defaults(handler=_compare)
 
     race = commands.add_parser(
         "race",

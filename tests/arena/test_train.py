@@ -97,3 +97,23 @@ def test_user_model_with_a_loss_that_does_not_fit_is_named():
 def test_bad_settings_are_named(logreg, settings, message):
     with pytest.raises(ValueError, match=message):
         train(logreg, "sgd", [{"lr": 0.1}], [0], settings)
+
+
+def test_a_batch_norm_model_trains_one_configuration_after_another():
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(120, 6, generator=generator)
+    targets = (inputs.sum(dim=1) > 0).long()
+    problem = from_model(
+        lambda: torch.nn.Sequential(
+            torch.nn.Linear(6, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 2)
+        ),
+        torch.nn.functional.cross_entropy,
+        (inputs[:90], targets[:90]),
+        (inputs[90:], targets[90:]),
+        metric="accuracy",
+    )
+    runs, notices = train(problem, "adam", [{"lr": 0.01}, {"lr": 0.05}], [0, 1], SHORT)
+    assert any("BatchNorm1d" in notice and "vmap" in notice for notice in notices)
+    (alone,), _ = train(problem, "adam", [{"lr": 0.05}], [1], SHORT)
+    assert runs[1].train_loss == alone.train_loss
+    assert runs[0].final_train_loss < runs[0].train_loss[0]

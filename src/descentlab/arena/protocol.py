@@ -160,13 +160,25 @@ def summarize(
     elif target is not None and summary.steps_to_target is None:
         summary.status = "slow"
         summary.reason = f"did not bring the training loss below {target:g} within the budget"
-    elif len(tune_runs) > 2 and summary.tuneability < SENSITIVE_DECADES and _alone(band, tune_runs):
+    elif (
+        len(tune_runs) > 2
+        and summary.tuneability < SENSITIVE_DECADES
+        and _alone(band, tune_runs)
+        and not _at_edge(chosen, tune_runs)
+    ):
         summary.status = "sensitive"
         summary.reason = (
             "only one of the learning rates tried came within "
             f"{TOLERANCE:.0%} of its best score: hard to tune"
         )
     return summary
+
+
+def _at_edge(chosen: Run, tune_runs: Sequence[Run]) -> bool:
+    """Whether the chosen learning rate is the smallest or largest tried: then a lone good point
+    says "widen the range", not "hard to tune"."""
+    rates = [run.hyperparameters.get("lr", math.nan) for run in tune_runs]
+    return chosen.hyperparameters.get("lr") in (min(rates), max(rates))
 
 
 def _alone(band: tuple[float, float] | None, tune_runs: Sequence[Run]) -> bool:
@@ -205,7 +217,12 @@ def recommend(summaries: Sequence[Summary], metric: str | None) -> Recommendatio
     text = f"Use {best.title} with lr = {lr:.3g}" if lr is not None else f"Use {best.title}"
     text += f": {_score(best, metric)} over the seeds, the best of {len(summaries)} optimizers "
     text += "tuned with the same budget."
-    if best.lr_range and best.lr_range[0] < best.lr_range[1]:
+    if best.lr_range and _edge_of_range(best):
+        text += (
+            " Its best learning rate is at the edge of the range searched: a wider search may "
+            "find a better one."
+        )
+    elif best.lr_range and best.lr_range[0] < best.lr_range[1]:
         text += (
             f" Learning rates from {best.lr_range[0]:.3g} to {best.lr_range[1]:.3g} did about "
             f"as well ({best.tuneability:.1f} decades), so the setting is forgiving."
@@ -226,6 +243,12 @@ def recommend(summaries: Sequence[Summary], metric: str | None) -> Recommendatio
         text,
         evidence,
     )
+
+
+def _edge_of_range(summary: Summary) -> bool:
+    lr = summary.hyperparameters.get("lr")
+    hyper = optim.spec(summary.optimizer).hyperparameter("lr")
+    return lr is not None and (math.isclose(lr, hyper.low) or math.isclose(lr, hyper.high))
 
 
 def _score(summary: Summary, metric: str | None) -> str:

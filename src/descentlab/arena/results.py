@@ -148,7 +148,7 @@ class Comparison:
     @classmethod
     def from_json(cls, text: str) -> Comparison:
         data = json.loads(text)
-        data["runs"] = [Run(**run) for run in data["runs"]]
+        data["runs"] = [Run(**_nan_for_null(run)) for run in data["runs"]]
         data["summaries"] = [_summary(entry) for entry in data["summaries"]]
         recommendation = data["recommendation"]
         recommendation["failures"] = [tuple(pair) for pair in recommendation["failures"]]
@@ -178,6 +178,22 @@ class Comparison:
             }
             rows.append(row)
         return rows
+
+
+def _nan_for_null(run: dict[str, Any]) -> dict[str, Any]:
+    """A run's losses as written before ``to_json`` turned NaN and infinity into null: NaN (the
+    lost sign of an infinity does not matter to a diverged run), so its properties can add them."""
+
+    def numbers(values: list[float | None] | None) -> list[float] | None:
+        return None if values is None else [math.nan if v is None else v for v in values]
+
+    run["train_loss"] = numbers(run["train_loss"])
+    run["val_loss"] = numbers(run["val_loss"])
+    run["val_metric"] = numbers(run["val_metric"])
+    run["grad_norms"] = {name: numbers(norms) for name, norms in run.get("grad_norms", {}).items()}
+    if run["test_loss"] is None:
+        run["test_loss"] = math.nan
+    return run
 
 
 def _summary(data: dict[str, Any]) -> Summary:

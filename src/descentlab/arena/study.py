@@ -21,12 +21,13 @@ import json
 import math
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 import optuna
-from optuna.storages import RetryFailedTrialCallback, fail_stale_trials
+from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
 from .. import optim
@@ -37,6 +38,8 @@ from .train import Settings, train
 
 HEARTBEAT_SECONDS = 2
 GRACE_SECONDS = 8
+#: A trial whose worker died is enqueued again at most this many times.
+MAX_RETRY = 3
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
@@ -52,13 +55,19 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
         return optuna.storages.InMemoryStorage()
     if not isinstance(url, str) or "://" not in url:
         raise ValueError(f"--storage must be a database URL such as sqlite:///runs.db, got {url!r}")
+    # Optuna 4.9 renamed the retry callback; either way a stale trial is enqueued again.
+    retry = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
     try:
-        return optuna.storages.RDBStorage(
-            url,
-            heartbeat_interval=HEARTBEAT_SECONDS,
-            grace_period=GRACE_SECONDS,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=3),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            if retry is not None:
+                callback = {"heartbeat_stale_trial_callback": retry(max_retry=MAX_RETRY)}
+            else:
+                old = optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)
+                callback = {"failed_trial_callback": old}
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS, **callback
+            )
     except Exception as error:  # driver and connection errors come in many types
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConnectionError(f"cannot open the storage {_hide_password(url)}: {first}") from None
@@ -125,7 +134,9 @@ class _Heartbeat:
         self.held: set[int] = set()
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.enabled = isinstance(self.storage, optuna.storages.RDBStorage)
+        # Optuna wraps an RDB storage in a cache that beats through to it: ask the storage.
+        interval = getattr(self.storage, "get_heartbeat_interval", lambda: None)()
+        self.enabled = interval is not None
         if self.enabled:
             threading.Thread(target=self._beat, daemon=True).start()
 
@@ -156,7 +167,11 @@ def _take(study: optuna.Study) -> optuna.Trial | None:
     check and the ask, ``ask`` makes a new empty trial, which is marked pruned and ignored.
     """
     while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        trial = study.ask()
+        with warnings.catch_warnings():
+            # Optuna's heartbeats are documented with Study.optimize; ask/tell beats through
+            # _Heartbeat above, which records them with the storage's own call.
+            warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+            trial = study.ask()
         if "plan" in trial.user_attrs:
             return trial
         study.tell(trial, state=TrialState.PRUNED)
@@ -220,7 +235,9 @@ def work(
     try:
         while True:
             if heartbeat.enabled:
-                fail_stale_trials(study)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    fail_stale_trials(study)  # the trials of dead workers, enqueued again
             taken = []
             while len(taken) < batch:
                 trial = _take(study)

@@ -8,8 +8,8 @@ and one optimizer of the registry steps the stacked parameters with ``stack_dims
 per configuration for each hyperparameter (tensors of shape ``(K,)``). Configurations never mix:
 a configuration trained in a stack of 64 follows the same path as trained alone (to float rounding).
 
-Models that vmap cannot run (BatchNorm updates its running statistics in place, for example) are
-trained one configuration after another, with a notice that says why.
+Models that vmap cannot run (BatchNorm updates its running statistics in place) are trained one
+configuration after another, each as itself, with a notice that says why.
 """
 
 from __future__ import annotations
@@ -101,7 +101,9 @@ def _optimizer_arguments(
 class _Stack:
     """The K models as stacked tensors, their optimizer(s) and the vmapped loss."""
 
-    def __init__(self, problem: Problem, key: str, configs, seeds, settings: Settings) -> None:
+    def __init__(
+        self, problem: Problem, key: str, configs, seeds, settings: Settings, vectorized: bool
+    ) -> None:
         entry = optim.spec(key)
         models = []
         for seed in seeds:
@@ -144,9 +146,19 @@ class _Stack:
             score = metric(outputs, targets) if metric else outputs.new_zeros(())
             return loss(outputs, targets), score
 
-        randomness = "different" if settings.dropout else "error"
-        self.train_losses = vmap(batch_loss, randomness=randomness)
-        self.evaluate_all = vmap(evaluation, in_dims=(0, 0, None, None))
+        if vectorized:
+            randomness = "different" if settings.dropout else "error"
+            self.train_losses = vmap(batch_loss, randomness=randomness)
+            self.evaluate_all = vmap(evaluation, in_dims=(0, 0, None, None))
+        else:  # one configuration, run as itself: a view of the stack's only slice
+
+            def first(tensors):
+                return {name: tensor[0] for name, tensor in tensors.items()}
+
+            self.train_losses = lambda p, b, x, y: batch_loss(first(p), first(b), x[0], y[0])[None]
+            self.evaluate_all = lambda p, b, x, y: tuple(
+                value[None] for value in evaluation(first(p), first(b), x, y)
+            )
 
     def step(self, inputs: Tensor, targets: Tensor, clip: float | None) -> Tensor:
         """One optimizer step of every configuration on its batch; the per-config losses (K,)."""
@@ -225,8 +237,19 @@ def train(
     settings.check()
     if len(configs) != len(seeds) or not configs:
         raise ValueError("give one seed per configuration (and at least one configuration)")
+    with torch.random.fork_rng(devices=[]):  # a probe: leave the caller's RNG as it was
+        reason = unbatchable(problem.model(settings.dropout, settings.init))
+    if reason and len(configs) > 1:
+        runs, notices = [], [f"trained one configuration after another: {reason}"]
+        for config, seed in zip(configs, seeds, strict=True):
+            (run,), said = train(
+                problem, key, [config], [seed], settings, phase=phase, progress=progress
+            )
+            runs.append(run)
+            notices += [message for message in said if message not in notices]
+        return runs, notices
     started = time.perf_counter()
-    stack = _Stack(problem, key, configs, seeds, settings)
+    stack = _Stack(problem, key, configs, seeds, settings, vectorized=reason is None)
     count = len(configs)
     train_inputs, train_targets = problem.train.inputs, problem.train.targets
     rows = train_inputs.shape[0]
@@ -299,6 +322,17 @@ def train(
             )
         )
     return runs, stack.notices
+
+
+def unbatchable(model: torch.nn.Module) -> str | None:
+    """Why vmap cannot train stacked copies of ``model``, or None when it can."""
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            return (
+                f"its {type(module).__name__} ({name}) updates running statistics in place, "
+                "which torch.func.vmap cannot batch"
+            )
+    return None
 
 
 def _keep_best(best: dict[str, Tensor] | None, params: dict[str, Tensor], improved: Tensor):

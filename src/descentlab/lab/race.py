@@ -52,7 +52,9 @@ class _Runner:
         # A matrix-only method (Muon) sees each run's point as a 1 x D matrix, where its
         # orthogonalized step is the normalized direction. Per-run values (shape (R,)) fit either.
         shape = (runs, 1, dim) if entry.spec.matrices_only else (runs, dim)
-        self.position = starts.clone().reshape(shape).requires_grad_(True)
+        # A fresh leaf, not a view: a view leaf read through a view made before an in-place
+        # step gives autograd stale gradients (line searches evaluate several points per step).
+        self.position = starts.reshape(shape).clone().requires_grad_(True)
         self.optimizer = entry.spec.factory(
             [{"params": [self.position], "stack_dims": 1}], **kwargs
         )

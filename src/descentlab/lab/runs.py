@@ -67,6 +67,13 @@ def _sweep_values(name: str, value: Any, dtype: torch.dtype) -> Tensor:
     return values
 
 
+def _number(text: str) -> int | float:
+    """``"20"`` as the integer 20 (counts such as max_iter must stay integers), else a float."""
+    text = text.strip()
+    digits = text[1:] if text[:1] in "+-" else text
+    return int(text) if digits.isdigit() else float(text)
+
+
 def parse_entry(item: Any) -> tuple[str, dict[str, Any]]:
     """``"adam"`` or ``("adam", {"lr": 0.1})`` or ``"sgd:lr=0.01"`` to (key, hyperparameters)."""
     if isinstance(item, str):
@@ -79,7 +86,7 @@ def parse_entry(item: Any) -> tuple[str, dict[str, Any]]:
                     f"{item!r}: write hyperparameters as name=value, got {assignment!r}"
                 )
             try:
-                hyperparameters[name.strip()] = float(text)
+                hyperparameters[name.strip()] = _number(text)
             except ValueError:
                 raise ValueError(
                     f"{item!r}: {name.strip()} must be a number, got {text!r}"

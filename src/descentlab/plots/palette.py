@@ -2,7 +2,8 @@
 
 Plain data (no matplotlib import), so the web app can use it too. Colours are chosen so that the
 methods a lesson compares side by side (GD / momentum / Nesterov; Adagrad / RMSprop / Adam) are far
-apart in hue.
+apart in hue, and so that no newer method shares a hue and lightness with the classic it is
+usually raced against (Lion and momentum, Prodigy and Adam, L-BFGS and GD).
 """
 
 from __future__ import annotations
@@ -25,19 +26,19 @@ COLOURS: dict[str, str] = {
     "quickprop": "#843c39",
     "newton": "#000000",
     "bfgs": "#7b4173",
-    "lbfgs": "#3182bd",
+    "lbfgs": "#08306b",
     # beyond the course
-    "adafactor": "#e6550d",
+    "adafactor": "#01665e",
     "muon": "#31a354",
     "asgd": "#756bb1",
-    "lion": "#fd8d3c",
+    "lion": "#c51b7d",
     "adabelief": "#74c476",
     "lamb": "#9e9ac8",
     "lars": "#6baed6",
-    "lookahead": "#fdae6b",
+    "lookahead": "#7f3b08",
     "schedulefree_adamw": "#a1d99b",
     "schedulefree_sgd": "#bcbddc",
-    "prodigy": "#e7969c",
+    "prodigy": "#b8860b",
     "sophia": "#cedb9c",
 }
 #: For keys added later and not yet given a colour here.

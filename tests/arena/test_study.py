@@ -1,0 +1,114 @@
+"""Shared studies on a real PostgreSQL server: two workers finish one comparison with every planned
+trial done exactly once, and a worker killed with SIGKILL and started again loses nothing and
+repeats nothing that had finished."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+
+import optuna
+import pytest
+import sqlalchemy
+from optuna.trial import TrialState
+
+from descentlab import arena
+
+#: A comparison big enough to kill mid-way: 3 optimizers x (4 tuning points + 2 seeds).
+ARGUMENTS = {"optimizers": "sgd,adam,rmsprop", "budget": 4, "seeds": 2, "epochs": 3}
+PLANNED = 3 * (4 + 2)
+
+
+@pytest.fixture
+def database(postgres_url):
+    """A fresh database on the session's server, so each test starts from an empty storage."""
+    name = f"arena_{uuid.uuid4().hex[:10]}"
+    engine = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _plan_trials(url: str):
+    (summary,) = optuna.get_all_study_summaries(storage=url)
+    study = optuna.load_study(study_name=summary.study_name, storage=url)
+    return study.get_trials(deepcopy=False)
+
+
+def _completed(trials):
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    keys = [
+        (
+            t.user_attrs["plan"]["optimizer"],
+            t.user_attrs["plan"]["phase"],
+            t.user_attrs["plan"]["index"],
+        )
+        for t in done
+    ]
+    return done, keys
+
+
+def test_two_workers_finish_one_comparison_each_trial_once(database):
+    result = arena.compare(
+        "digits-logreg", storage=database, workers=2, batch=2, progress=False, **ARGUMENTS
+    )
+    done, keys = _completed(_plan_trials(database))
+    assert len(done) == PLANNED
+    assert max(Counter(keys).values()) == 1  # exactly once
+    assert len(result.runs) == PLANNED
+    alone = arena.compare("digits-logreg", progress=False, **ARGUMENTS)
+    assert alone.recommendation.best == result.recommendation.best
+
+
+def _worker(url: str) -> subprocess.Popen:
+    code = (
+        "from descentlab import arena; "
+        f"arena.compare('digits-logreg', storage={url!r}, batch=2, progress=False, **{ARGUMENTS!r})"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_killed_worker_started_again_loses_and_repeats_nothing(database):
+    worker = _worker(database)
+    deadline = time.monotonic() + 300
+    finished_before: dict[int, float] = {}
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        try:
+            trials = _plan_trials(database)
+        except ValueError:  # the study is not created yet
+            continue
+        done, _ = _completed(trials)
+        running = [t for t in trials if t.state == TrialState.RUNNING]
+        if len(done) >= 4 and running:
+            worker.send_signal(signal.SIGKILL)
+            worker.wait()
+            finished_before = {t.number: t.value for t in _completed(_plan_trials(database))[0]}
+            break
+        assert worker.poll() is None, worker.stderr.read() if worker.stderr else "worker exited"
+    assert finished_before, "the worker was never caught mid-comparison"
+    assert len(finished_before) < PLANNED
+
+    again = _worker(database)
+    _, errors = again.communicate(timeout=600)
+    assert again.returncode == 0, errors
+
+    trials = _plan_trials(database)
+    done, keys = _completed(trials)
+    assert len(done) == PLANNED and max(Counter(keys).values()) == 1
+    # What had finished is untouched: same trials, same values; nothing ran twice.
+    assert {t.number: t.value for t in done if t.number in finished_before} == finished_before
+    killed = [t for t in trials if t.state == TrialState.FAIL]
+    assert killed, "the killed worker's running trials should be failed and retried"
