@@ -1,16 +1,18 @@
-# descentlab: `make run` installs what is missing and starts the demo; `make test` runs the suite.
+# descentlab: `make run` installs what is missing and serves the course; `make test` runs the suite.
 PYTHON ?= python3
 VENV ?= .venv
 # The CPU build of torch; override e.g. `make test TORCH_SPEC='torch==2.14.1'`.
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= lab,video,dev
+EXTRAS ?= lab,video,course,postgres,dev
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 comma := ,
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: install run test bench lint format clean
+.PHONY: install run demo test bench lint format clean
 
 install: $(STAMP)
 
@@ -23,6 +25,10 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: install
+	@echo "descentlab course at http://$(HOST):$(PORT)"
+	$(PY) -m descentlab serve --host $(HOST) --port $(PORT)
+
+demo: install
 	$(PY) -m descentlab demo
 
 test: install

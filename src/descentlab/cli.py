@@ -1,4 +1,5 @@
-"""Command line: ``descentlab optimizers``, ``landscapes``, ``race`` and ``demo``.
+"""Command line: ``descentlab optimizers``, ``landscapes``, ``tasks``, ``race``, ``demo`` and
+``serve``.
 
 Thin by design: parse arguments, call the library, print or save. Errors in what the user typed
 are reported in one line (exit status 2), never as a traceback.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -113,6 +115,28 @@ def _print_landscapes(_: argparse.Namespace) -> None:
     for key in landscapes.names():
         surface = landscapes.get(key)
         print(f"{key:<{width}}  {surface.dim}-D  {surface.title}: {surface.teaches}")
+
+
+def _print_tasks(arguments: argparse.Namespace) -> None:
+    from .arena import tasks
+
+    if arguments.task:
+        task = tasks.get(arguments.task)
+        print(f"{task.name}: {task.title}\n")
+        print(textwrap.fill(task.description, width=100))
+        return
+    width = max(len(name) for name in tasks.names())
+    print(f"{'task':<{width}}  {'train':>5} {'val':>5} {'test':>5}  {'parameters':>10}  title")
+    for name in tasks.names():
+        task = tasks.get(name)
+        try:
+            data = task.splits()
+            parameters = sum(p.numel() for p in task.model().parameters())
+        except tasks.MissingDataPackage as missing:
+            print(f"{name:<{width}}  ({missing})")
+            continue
+        sizes = " ".join(f"{len(part):>5}" for part in (data.train, data.val, data.test))
+        print(f"{name:<{width}}  {sizes}  {parameters:>10,}  {task.title}")
 
 
 class _LazyProgressBar:
@@ -220,6 +244,35 @@ def _demo(arguments: argparse.Namespace) -> None:
     run_demo(Path(arguments.out), steps=arguments.steps)
 
 
+def _serve(arguments: argparse.Namespace) -> None:
+    try:
+        import uvicorn
+
+        from .course import ContentError, Settings, create_app
+        from .course.content import default_content_dir
+    except ImportError as error:
+        raise UsageError(
+            f"the course needs its extra: pip install 'descentlab[course]' ({error.name} is missing)"
+        ) from None
+    if not 0 < arguments.port < 65536:
+        raise UsageError(f"--port must be from 1 to 65535, got {arguments.port}")
+    torch.set_num_threads(1)  # many small races: thread hand-offs cost more than they save
+    try:
+        app = create_app(
+            Settings(
+                database=arguments.db,
+                content_dir=Path(arguments.content) if arguments.content else default_content_dir(),
+                cache_dir=Path(arguments.cache),
+                render_clips_at_startup=not arguments.no_clips,
+                warm_races=True,
+            )
+        )
+    except ContentError as error:
+        raise UsageError(str(error)) from None
+    print(f"descentlab course: http://{arguments.host}:{arguments.port}  (Ctrl+C stops it)")
+    uvicorn.run(app, host=arguments.host, port=arguments.port, log_level="warning")
+
+
 # ----------------------------------------------------------------------------- the parser
 
 
@@ -244,6 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("landscapes", help="list the loss landscapes").set_defaults(
         handler=_print_landscapes
     )
+
+    listing = commands.add_parser(
+        "tasks",
+        help="list the arena's training tasks (sizes, model parameters), or describe one",
+    )
+    listing.add_argument("task", nargs="?", help="a task name: print its description")
+    listing.set_defaults(handler=_print_tasks)
 
     race = commands.add_parser(
         "race",
@@ -275,6 +335,27 @@ def build_parser() -> argparse.ArgumentParser:
     race.add_argument("--out", default="race.png", help=f"output file: {', '.join(OUTPUT_FORMATS)}")
     race.add_argument("--quiet", action="store_true", help="no progress bar")
     race.set_defaults(handler=_race)
+
+    serve = commands.add_parser("serve", help="serve the course web app")
+    serve.add_argument("--host", default="127.0.0.1", help="address (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument(
+        "--db",
+        default="out/course.sqlite3",
+        help="SQLAlchemy URL (postgresql://...) or SQLite file (default: out/course.sqlite3)",
+    )
+    serve.add_argument(
+        "--cache",
+        default=".descentlab-cache",
+        help="folder for rendered clips (default: .descentlab-cache)",
+    )
+    serve.add_argument(
+        "--content", help="folder with lessons/ and quizzes/ (default: the course shipped here)"
+    )
+    serve.add_argument(
+        "--no-clips", action="store_true", help="render clips on first request, not at start-up"
+    )
+    serve.set_defaults(handler=_serve)
     return parser
 
 

@@ -2,7 +2,7 @@
 
 Each optimizer entry becomes one stacked parameter of shape (R, D) (R runs, D coordinates) and one
 instance of the library's optimizer class with ``stack_dims=1`` and per-run hyperparameters of shape
-(R, 1): every step is one call of the algorithm's functional update for all R runs. Nothing here
+(R,): every step is one call of the algorithm's functional update for all R runs. Nothing here
 loops over runs in Python.
 """
 
@@ -50,15 +50,9 @@ class _Runner:
             kwargs = {name: _repeat_runs(value, replicas) for name, value in kwargs.items()}
         runs, dim = starts.shape
         # A matrix-only method (Muon) sees each run's point as a 1 x D matrix, where its
-        # orthogonalized step is the normalized direction.
+        # orthogonalized step is the normalized direction. Per-run values (shape (R,)) fit either.
         shape = (runs, 1, dim) if entry.spec.matrices_only else (runs, dim)
         self.position = starts.clone().reshape(shape).requires_grad_(True)
-        if entry.spec.matrices_only:
-            kwargs = {name: _per_run(value, len(shape)) for name, value in kwargs.items()}
-        elif entry.spec.elementwise:
-            # Same-shape operands take torch's fast kernels; (R, 1) against (R, D) broadcasts
-            # several times slower. One copy per race buys every step the fast path.
-            kwargs = {name: _full(value, shape) for name, value in kwargs.items()}
         self.optimizer = entry.spec.factory(
             [{"params": [self.position], "stack_dims": 1}], **kwargs
         )
@@ -74,33 +68,13 @@ class _Runner:
         ).reshape(runs, dim)
         if self.direct:
             self.state = self.optimizer.state_of(self.position, self.group)
-            self.update = type(self.optimizer).update
-            self.update_keys = type(self.optimizer)._update_keys
 
 
 def _repeat_runs(value: Any, replicas: int) -> Any:
-    if isinstance(value, Tensor) and value.dim() >= 2:
-        return value.repeat(replicas, *([1] * (value.dim() - 1)))
+    if isinstance(value, Tensor) and value.dim() == 1:
+        return value.repeat(replicas)
     if isinstance(value, tuple):
         return tuple(_repeat_runs(part, replicas) for part in value)
-    return value
-
-
-def _full(value: Any, shape: tuple[int, ...]) -> Any:
-    """Per-run (R, 1) hyperparameters written out to the positions' full (R, D) shape."""
-    if isinstance(value, Tensor) and value.dim() == 2:
-        return value.expand(shape).contiguous()
-    if isinstance(value, tuple):
-        return tuple(_full(part, shape) for part in value)
-    return value
-
-
-def _per_run(value: Any, dims: int) -> Any:
-    """Reshape per-run (R, 1) hyperparameters to broadcast against (R, 1, D) matrix positions."""
-    if isinstance(value, Tensor) and value.dim() == 2:
-        return value.reshape(value.shape[0], *([1] * (dims - 1)))
-    if isinstance(value, tuple):
-        return tuple(_per_run(part, dims) for part in value)
     return value
 
 
@@ -210,9 +184,8 @@ def _step(runner: _Runner, surface, noise_scale: float, generator, clip: float |
         loss = surface(points)
         (grad,) = torch.autograd.grad(loss.sum(), position)
         _perturb(grad, noise_scale, generator, clip)
-        hyperparameters = optimizer.hyperparameters(runner.group, runner.update_keys)
         with torch.no_grad():
-            runner.update([position], [grad], [runner.state], **hyperparameters)
+            optimizer.apply_update(runner.group, [position], [grad], [runner.state])
         return loss.detach(), grad.reshape(points.shape)
     evaluated: list[Tensor] = []
 

@@ -23,7 +23,7 @@ from ..optim.spec import Spec
 class Entry:
     """One optimizer entry of a race, expanded to its runs (R of them).
 
-    ``kwargs`` are constructor arguments in which every per-run value is a tensor of shape (R, 1);
+    ``kwargs`` are constructor arguments in which every per-run value is a tensor of shape (R,);
     ``values`` keeps, per hyperparameter name as the user gave it, a tensor (R,) of the runs' values.
     """
 
@@ -111,7 +111,6 @@ def expand(item: Any, starts: Tensor) -> Entry:
     else:
         run_starts = starts.repeat(sweep, 1)
         per_run = {name: values.repeat_interleave(count) for name, values in swept.items()}
-    runs = run_starts.shape[0]
     fixed = {name: value for name, value in given.items() if name not in swept}
-    kwargs = entry_spec.kwargs({**fixed, **{n: v.reshape(runs, 1) for n, v in per_run.items()}})
+    kwargs = entry_spec.kwargs({**fixed, **per_run})
     return Entry(key, entry_spec, kwargs, per_run, fixed, run_starts.clone())

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from . import _hyper
-from ._stack import stack_shape
+from ._stack import fit, is_per_run, stack_shape
 
 #: Group entries that are settings of torch's implementation, not of the algorithm.
 TORCH_FLAGS = ("foreach", "capturable", "differentiable", "fused")
@@ -87,6 +87,11 @@ class Optimizer(torch.optim.Optimizer):
     _update_keys: ClassVar[tuple[str, ...]] = ()
     #: Whether ``update`` takes the closure's loss (keyword ``loss``), not a group value.
     _update_takes_loss: ClassVar[bool] = False
+    #: Whether one step couples the group's parameters (a global estimate, a joint Hessian, shared
+    #: random probes). Then ``update`` sees the whole group at once, per-run hyperparameters (shape
+    #: ``S``) reach it unshaped, and it shapes them with ``_stack.fit`` where it uses them; other
+    #: algorithms get them already shaped, one call per parameter rank.
+    couples_parameters: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -107,9 +112,9 @@ class Optimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)
         group = self.param_groups[-1]
         try:
+            stack_shape(group["params"], group["stack_dims"])
             self.check_group(group)
             self._check_tensor_hyperparameters(group)
-            stack_shape(group["params"], group["stack_dims"])
         except (TypeError, ValueError):
             self.param_groups.pop()
             raise
@@ -138,11 +143,21 @@ class Optimizer(torch.optim.Optimizer):
                     continue
                 label = f"{name}[{position}]" if entries is value else name
                 for index, param in enumerate(group["params"]):
-                    _hyper.check_broadcast(label, entry, param, index)
+                    fitted = fit(entry, param, group["stack_dims"])
+                    _hyper.check_broadcast(label, fitted, param, index)
 
-    def hyperparameters(self, group: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-        """The group's values for ``keys``, falling back to the defaults (old state_dicts)."""
-        return {key: group[key] if key in group else self.defaults[key] for key in keys}
+    def hyperparameters(
+        self, group: dict[str, Any], keys: tuple[str, ...], like: Tensor | None = None
+    ) -> dict[str, Any]:
+        """The group's values for ``keys``, falling back to the defaults (old state_dicts).
+
+        With ``like`` (a parameter of the group), per-run values are shaped to broadcast against it.
+        """
+        values = {key: group[key] if key in group else self.defaults[key] for key in keys}
+        stack_dims = group.get("stack_dims", 0)
+        if like is None or not stack_dims:
+            return values
+        return {key: fit(value, like, stack_dims) for key, value in values.items()}
 
     # -- stepping ----------------------------------------------------------------------------
 
@@ -175,10 +190,48 @@ class Optimizer(torch.optim.Optimizer):
         """The state of ``param`` (a member of ``group``), initialised on first use."""
         state = self.state[param]
         if not state:
-            state.update(
-                type(self).init_state(param, **self.hyperparameters(group, self._init_keys))
-            )
+            like = None if self.couples_parameters else param
+            hyperparameters = self.hyperparameters(group, self._init_keys, like)
+            state.update(type(self).init_state(param, **hyperparameters))
         return state
+
+    def apply_update(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: list[dict[str, Any]],
+        **extra: Any,
+    ) -> None:
+        """One call of the functional update for ``group``'s ``params`` (the body of ``step``).
+
+        Per-run hyperparameters (tensors of the stack shape) are shaped against each parameter:
+        the parameters are updated in one call per rank, unless the algorithm couples them.
+        """
+        update = type(self).update
+        for like, members in self._by_rank(group, params):
+            hyperparameters = self.hyperparameters(group, self._update_keys, like)
+            if len(members) == len(params):
+                update(params, grads, states, **hyperparameters, **extra)
+            else:
+                chosen = [(params[i], grads[i], states[i]) for i in members]
+                update(*map(list, zip(*chosen, strict=True)), **hyperparameters, **extra)
+
+    def _by_rank(
+        self, group: dict[str, Any], params: list[Tensor]
+    ) -> list[tuple[Tensor | None, list[int]]]:
+        """``(a parameter to shape per-run values against, member indices)`` for each call."""
+        everyone = list(range(len(params)))
+        stack_dims = group.get("stack_dims", 0)
+        if self.couples_parameters or not stack_dims:
+            return [(None, everyone)]
+        stack = params[0].shape[:stack_dims]
+        if not any(is_per_run(group.get(key), stack) for key in self._update_keys):
+            return [(None, everyone)]
+        ranks: dict[int, list[int]] = {}
+        for index, param in enumerate(params):
+            ranks.setdefault(param.dim(), []).append(index)
+        return [(params[members[0]], members) for members in ranks.values()]
 
     @property
     def steps_by_update(self) -> bool:
@@ -210,6 +263,5 @@ class Optimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             params, grads, states = self._gather(group)
             if params:
-                hyperparameters = self.hyperparameters(group, self._update_keys)
-                type(self).update(params, grads, states, **hyperparameters, **extra)
+                self.apply_update(group, params, grads, states, **extra)
         return loss

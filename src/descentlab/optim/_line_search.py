@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._stack import flatten, stack_shape, unflatten
+from ._stack import fit, flatten, stack_shape, unflatten
 
 Evaluate = Callable[[Tensor], tuple[Tensor, Tensor]]
 
@@ -300,6 +300,7 @@ def per_run(name: str, value: Any, params: Sequence[Tensor], stack_dims: int) ->
     Step sizes and tolerances of a line search are scalars of each run, so a tensor must be
     constant over each run's own coordinates (shape ``(K, 1)`` for a stack of K runs, say).
     """
+    value = fit(value, params[0], stack_dims)
     if not isinstance(value, Tensor):
         return value
     param = params[0]

@@ -8,12 +8,18 @@ search, a Hessian solve) runs per slice, and its result has shape ``S`` padded w
 dimensions so that it broadcasts back against the parameter.
 
 With ``s = 0`` the whole group is a single run, exactly as in torch.optim.
+
+Per-run hyperparameters: a tensor hyperparameter whose shape is exactly the stack shape ``S`` (for
+example ``(K,)``) holds one value per run and applies to every parameter of the group, whatever the
+parameter's rank (:func:`fit` shapes it against each one). Every other tensor broadcasts against
+the parameters as it is.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -38,6 +44,23 @@ def stack_shape(params: Sequence[Tensor], stack_dims: int) -> torch.Size:
                 f"{tuple(own)}, an earlier one {tuple(shape)}"
             )
     return shape if shape is not None else torch.Size()
+
+
+def is_per_run(value: object, stack: torch.Size) -> bool:
+    """Whether ``value`` is a per-run hyperparameter of a stack of shape ``stack`` (or holds one)."""
+    if isinstance(value, tuple | list):
+        return any(is_per_run(part, stack) for part in value)
+    return bool(stack) and isinstance(value, Tensor) and value.shape == stack
+
+
+def fit(value: Any, like: Tensor, stack_dims: int) -> Any:
+    """A per-run hyperparameter (shape ``S``) viewed as ``S + (1,) * k`` to broadcast against
+    ``like``; any other value as it is (tuples element by element)."""
+    if isinstance(value, tuple):
+        return tuple(fit(part, like, stack_dims) for part in value)
+    if stack_dims and isinstance(value, Tensor) and value.shape == like.shape[:stack_dims]:
+        return value.reshape(value.shape + (1,) * (like.dim() - stack_dims))
+    return value
 
 
 def _reduced_dims(tensor: Tensor, stack_dims: int) -> list[int]:

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from . import _hyper
 from ._hyper import Hyper
+from ._stack import fit
 from ._state import advance, step_counter
 from .spec import Hyperparameter, Paper, Spec, StateBuffer
 
@@ -57,6 +58,7 @@ def update(
     *,
     k: int,
     alpha: Hyper,
+    stack_dims: int = 0,
 ) -> None:
     """Count one fast step (taken already by the inner optimizer); every ``k``-th, synchronize.
 
@@ -69,7 +71,7 @@ def update(
     for param, state in zip(params, states, strict=True):
         if advance(state) % k == 0:
             slow = state["slow_param"]
-            slow.lerp_(param, alpha)
+            slow.lerp_(param, fit(alpha, param, stack_dims))
             param.copy_(slow)
 
 
@@ -137,7 +139,8 @@ class Lookahead(torch.optim.Optimizer):
         _hyper.check_range("alpha", group["alpha"], 0.0, 1.0)
         if isinstance(group["alpha"], Tensor):
             for index, param in enumerate(group["params"]):
-                _hyper.check_broadcast("alpha", group["alpha"], param, index)
+                alpha = fit(group["alpha"], param, group.get("stack_dims", 0))
+                _hyper.check_broadcast("alpha", alpha, param, index)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         if not hasattr(self, "optimizer"):  # called by torch's constructor for existing groups
@@ -166,7 +169,14 @@ class Lookahead(torch.optim.Optimizer):
                 if stepped:
                     grads = [p.grad for p in stepped]
                     states = [self.state[p] for p in stepped]
-                    update(stepped, grads, states, k=group["k"], alpha=group["alpha"])
+                    update(
+                        stepped,
+                        grads,
+                        states,
+                        k=group["k"],
+                        alpha=group["alpha"],
+                        stack_dims=group.get("stack_dims", 0),
+                    )
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:

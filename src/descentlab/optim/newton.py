@@ -33,7 +33,7 @@ from torch import Tensor
 from . import _hyper
 from ._base import Optimizer
 from ._hyper import Hyper
-from ._stack import flatten, stack_shape, unflatten
+from ._stack import fit, flatten, stack_shape, unflatten
 from ._state import advance, step_counter
 from .spec import Hyperparameter, Paper, Spec, StateBuffer
 
@@ -156,13 +156,15 @@ def newton_steps(
         directions = []
         for state, grad, curvature in zip(states, grads, diagonal, strict=True):
             state["hessian_diag"].copy_(curvature)
-            directions.append(grad.detach() / (curvature + damping))
+            directions.append(grad.detach() / (curvature + fit(damping, grad, stack_dims)))
     else:
         matrix = exact_hessian(params, grads, stack_dims)
         flat_grad = flatten([g.detach() for g in grads], stack_dims)
         size = flat_grad.shape[-1]
         if isinstance(damping, Tensor):
-            shifts = flatten([damping.expand(p.shape) for p in params], stack_dims)
+            shifts = flatten(
+                [fit(damping, p, stack_dims).expand(p.shape) for p in params], stack_dims
+            )
             matrix = matrix + torch.diag_embed(shifts)
         elif damping != 0:
             eye = torch.eye(size, dtype=matrix.dtype, device=matrix.device)
@@ -174,7 +176,7 @@ def newton_steps(
                 f"Newton: the Hessian plus damping is singular ({error}); increase damping"
             ) from None
         directions = unflatten(solution, params, stack_dims)
-    return [-(direction * lr) for direction in directions]
+    return [-(direction * fit(lr, direction, stack_dims)) for direction in directions]
 
 
 def update(
@@ -218,6 +220,9 @@ class Newton(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    #: One step reads the whole group (see ``Optimizer.couples_parameters``).
+    couples_parameters = True
+
     checked_nonnegative = (
         "lr",
         "damping",

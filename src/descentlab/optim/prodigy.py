@@ -38,7 +38,7 @@ from torch import Tensor
 from . import _hyper
 from ._base import Optimizer
 from ._hyper import Hyper
-from ._stack import as_stack, expand_to, slice_sum
+from ._stack import as_stack, expand_to, fit, slice_sum
 from ._state import advance, step_counter
 from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
@@ -47,6 +47,7 @@ def per_run(name: str, value: Hyper, param: Tensor, stack_dims: int) -> Tensor:
     """A hyperparameter as one value per run: a tensor of shape ``S`` in the parameter's dtype."""
     own = param.dim() - stack_dims
     stack = param.shape[:stack_dims]
+    value = fit(value, param, stack_dims)
     if not isinstance(value, Tensor):
         return torch.full(stack, value, dtype=param.dtype, device=param.device)
     trailing = value.shape[max(0, value.dim() - own) :] if own else ()
@@ -116,12 +117,15 @@ def update(
     numerator = states[0]["d_numerator"] * beta3_run
     denominator = torch.zeros_like(numerator)
     for param, grad, state in zip(params, grads, states, strict=True):
+        own_beta1, own_beta2 = fit(betas, param, stack_dims)
         advance(state)
         moved = slice_sum((state["p0"] - param).mul_(grad), stack_dims)
         numerator = numerator + as_stack(moved, stack_dims) * (d / d0_run) * step_size
         d_each = _each(d, param)
-        _hyper.add_(state["exp_avg"].mul_(beta1), grad, d_each * (1 - beta1))
-        _hyper.addcmul_(state["exp_avg_sq"].mul_(beta2), grad, grad, d_each * d_each * (1 - beta2))
+        _hyper.add_(state["exp_avg"].mul_(own_beta1), grad, d_each * (1 - own_beta1))
+        _hyper.addcmul_(
+            state["exp_avg_sq"].mul_(own_beta2), grad, grad, d_each * d_each * (1 - own_beta2)
+        )
         s = _hyper.add_(state["s"].mul_(_each(beta3_run, param)), grad, _each(growth, param))
         own_dims = list(range(stack_dims, s.dim()))
         s_norm = torch.linalg.vector_norm(s, ord=1, dim=own_dims) if own_dims else s.abs()
@@ -134,9 +138,10 @@ def update(
         state["d"] = new_d.clone()
         state["d_numerator"] = numerator.clone()
         size = _each(step_size, param)
-        if _hyper.is_nonzero(weight_decay):
-            param.mul_(1 - weight_decay * size)
-        denom = state["exp_avg_sq"].sqrt().add_(_each(d, param) * eps)
+        decay, own_eps = fit((weight_decay, eps), param, stack_dims)
+        if _hyper.is_nonzero(decay):
+            param.mul_(1 - decay * size)
+        denom = state["exp_avg_sq"].sqrt().add_(_each(d, param) * own_eps)
         _hyper.addcdiv_(param, state["exp_avg"], denom, -size)
 
 
@@ -152,6 +157,9 @@ class Prodigy(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    #: One step reads the whole group (see ``Optimizer.couples_parameters``).
+    couples_parameters = True
+
     checked_nonnegative = (
         "lr",
         "eps",

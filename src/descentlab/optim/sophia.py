@@ -40,6 +40,7 @@ from torch import Tensor
 from . import _hyper
 from ._base import Optimizer
 from ._hyper import Hyper
+from ._stack import fit
 from ._state import advance, step_counter
 from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
@@ -133,11 +134,15 @@ def apply(
     rho: Hyper,
     weight_decay: Hyper,
     eps: Hyper,
+    stack_dims: int = 0,
 ) -> None:
     """The Sophia step of a group, given this step's estimates (None: keep the old ``h``)."""
-    beta1, beta2 = betas
     decay = _hyper.is_nonzero(weight_decay)
     for index, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
+        # Per-run values (shape S) shaped against this parameter.
+        (beta1, beta2), step_size, scale, decay_rate_, floor = fit(
+            (betas, lr, rho, weight_decay, eps), param, stack_dims
+        )
         advance(state)
         grad = grad.detach()
         exp_avg, hessian = state["exp_avg"], state["hessian"]
@@ -145,11 +150,11 @@ def apply(
         if estimates is not None:
             _hyper.add_(hessian.mul_(beta2), estimates[index], 1 - beta2)
         if decay:
-            param.mul_(1 - lr * weight_decay)
+            param.mul_(1 - step_size * decay_rate_)
         # max(rho h, eps): tiny or negative curvature gives a huge ratio, which the clip bounds.
-        curvature = (hessian * rho).clamp_(min=eps)
+        curvature = (hessian * scale).clamp_(min=floor)
         ratio = (exp_avg / curvature).clamp_(-1.0, 1.0)
-        _hyper.add_(param, ratio, -lr)
+        _hyper.add_(param, ratio, -step_size)
 
 
 def update(
@@ -170,7 +175,7 @@ def update(
         params, grads, states, update_interval=update_interval, stack_dims=stack_dims
     )
     hyperparameters = dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps)
-    apply(params, grads, states, estimates, **hyperparameters)
+    apply(params, grads, states, estimates, **hyperparameters, stack_dims=stack_dims)
 
 
 class Sophia(Optimizer):
@@ -183,6 +188,9 @@ class Sophia(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    #: One step reads the whole group (see ``Optimizer.couples_parameters``).
+    couples_parameters = True
+
     checked_nonnegative = (
         "lr",
         "weight_decay",
@@ -241,7 +249,7 @@ class Sophia(Optimizer):
                 planned.append((group, params, grads, states, found))
         for group, params, grads, states, found in planned:
             keys = self.hyperparameters(group, ("lr", "betas", "rho", "weight_decay", "eps"))
-            apply(params, grads, states, found, **keys)
+            apply(params, grads, states, found, **keys, stack_dims=group["stack_dims"])
         return loss
 
 

@@ -1,0 +1,82 @@
+"""Each lesson's clip: an MP4 of its race, drawn by ``descentlab.plots.animation.animate`` and
+cached on disk. The file name carries a hash of the race's settings, so editing a lesson's race
+renders a new clip instead of serving a stale one. One lock per lesson: concurrent first requests
+render once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+from .content import Lesson
+from .races import RaceRequest, RaceService
+
+
+class ClipError(ValueError):
+    """This lesson has no clip (no race, or a race the animation cannot draw)."""
+
+
+class ClipRenderer:
+    def __init__(self, folder: Path, races: RaceService) -> None:
+        self.folder = Path(folder)
+        self.races = races
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    def path_for(self, lesson: Lesson) -> Path:
+        race = lesson.front.race
+        if race is None:
+            raise ClipError(f"lesson {lesson.slug!r} has no race, hence no clip")
+        settings = json.dumps(race.model_dump(), sort_keys=True).encode()
+        digest = hashlib.sha256(settings).hexdigest()[:12]
+        return self.folder / f"{lesson.slug}-{digest}.mp4"
+
+    def clip(self, lesson: Lesson) -> Path:
+        """The clip's file, rendered now if it is not cached yet (takes seconds)."""
+        out = self.path_for(lesson)
+        if out.exists():
+            return out
+        with self._locks_lock:
+            lock = self._locks.setdefault(lesson.slug, threading.Lock())
+        with lock:
+            if out.exists():
+                return out
+            self._render(lesson, out)
+        return out
+
+    def _render(self, lesson: Lesson, out: Path) -> None:
+        from .. import lab
+        from ..plots.animation import animate, ffmpeg_path
+
+        race = lesson.front.race
+        if ffmpeg_path() is None:
+            raise ClipError("clips need ffmpeg: pip install imageio-ffmpeg")
+        result = lab.race(
+            race.landscape,
+            [(racer.key, racer.hyperparameters) for racer in race.optimizers],
+            [race.start],
+            race.steps,
+        )
+        if result.landscape.dim != 2:
+            raise ClipError(f"lesson {lesson.slug!r}: clips are drawn for 2-D landscapes only")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        partial = out.with_suffix(".part.mp4")
+        animate(result, partial, fps=15)
+        partial.replace(out)  # never serve a half-written file
+
+
+def lesson_request(lesson: Lesson) -> RaceRequest:
+    """The lesson widget's race as the race service's request."""
+    from .races import Racer
+
+    race = lesson.front.race
+    if race is None:
+        raise ClipError(f"lesson {lesson.slug!r} has no race")
+    racers = tuple(
+        Racer(racer.key, tuple(sorted((k, float(v)) for k, v in racer.hyperparameters.items())))
+        for racer in race.optimizers
+    )
+    return RaceRequest(race.landscape, tuple(float(v) for v in race.start), race.steps, racers)
