@@ -105,3 +105,22 @@ def test_paths_figure_needs_a_recorded_race():
     final_only = lab.race("ravine", ["sgd"], [[1.0, 1.0]], 2, record="final")
     with pytest.raises(ValueError, match="record='path'"):
         figures.contour(final_only)
+
+
+def test_runs_of_one_optimizer_are_told_apart_by_their_dashes():
+    result = lab.race(
+        "ravine",
+        ["sgd:lr=0.02", "sgd:lr=0.45", "sgd:lr=0.55", "momentum:lr=0.05"],
+        [[-2.8, 1.0]],
+        10,
+    )
+    for draw in (figures.contour, figures.loss_curves):
+        figure = draw(result)
+        lines = {
+            line.get_label(): line.get_linestyle()
+            for line in figure.axes[0].lines
+            if line.get_label().startswith(("sgd", "momentum"))
+        }
+        assert len({lines[label] for label in lines if label.startswith("sgd")}) == 3, lines
+        assert lines["momentum (lr=0.05)"] == "-"
+        figures.plt.close(figure)

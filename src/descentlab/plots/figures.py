@@ -50,6 +50,21 @@ def _labels(result, drawn: list[int]) -> dict[int, str]:
     }
 
 
+#: Dash patterns that tell apart labelled runs of one optimizer (which share its colour).
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def _line_styles(result, labels: dict[int, str]) -> dict[int, str]:
+    """Per labelled run, a dash pattern: solid for an optimizer's first run, then dashed, dotted..."""
+    seen: dict[str, int] = {}
+    styles = {}
+    for i in sorted(labels):
+        key = result.runs[i].optimizer
+        styles[i] = LINE_STYLES[seen.get(key, 0) % len(LINE_STYLES)]
+        seen[key] = seen.get(key, 0) + 1
+    return styles
+
+
 def _grid(landscape, resolution: int):
     (x_low, x_high), (y_low, y_high) = landscape.domain
     xs = torch.linspace(x_low, x_high, resolution, dtype=torch.float64)
@@ -125,13 +140,14 @@ def contour(result, ax=None, resolution: int = 200, size=(6.4, 5.2)) -> Figure:
         _curve_with_paths(ax, result, drawn, labels)
     elif landscape.dim == 2:
         draw_landscape(ax, landscape, resolution)
+        styles = _line_styles(result, labels)
         for i in drawn:
             path = result.path[:, i].numpy()
             key = result.runs[i].optimizer
             ax.plot(
                 path[:, 0],
                 path[:, 1],
-                "-",
+                styles.get(i, "-"),
                 color=colour(key),
                 lw=1.6 if i in labels else 0.8,
                 alpha=0.95 if len(drawn) <= MAX_LABELLED_RUNS else 0.5,
@@ -180,6 +196,7 @@ def loss_curves(result, ax=None, size=(6.4, 4.2)) -> Figure:
     minimum = result.landscape.global_minimum
     drawn = _drawn_runs(result)
     labels = _labels(result, drawn)
+    styles = _line_styles(result, labels)
     for i in drawn:
         loss = result.loss[:, i].double()
         # Above a known minimum the gap is positive: a log scale shows convergence rates. Without
@@ -187,6 +204,7 @@ def loss_curves(result, ax=None, size=(6.4, 4.2)) -> Figure:
         shown = (loss - minimum.value).clamp(min=1e-16) if minimum is not None else loss
         ax.plot(
             shown.numpy(),
+            styles.get(i, "-"),
             color=colour(result.runs[i].optimizer),
             label=labels.get(i),
             lw=1.4 if i in labels else 0.7,
