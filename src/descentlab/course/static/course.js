@@ -45,6 +45,14 @@ function formatNumber(value) {
   return Number(value.toPrecision(4)).toString();
 }
 
+// A hex colour moved towards black (amount < 0) or white (amount > 0).
+function shade(hex, amount) {
+  const channels = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  const target = amount < 0 ? 0 : 255;
+  const mixed = channels.map((c) => Math.round(c + (target - c) * Math.abs(amount)));
+  return `#${mixed.map((c) => c.toString(16).padStart(2, "0")).join("")}`;
+}
+
 // ------------------------------------------------------------------------------ sliders
 
 function sliderToValue(slider, position) {
@@ -78,6 +86,20 @@ class RaceWidget {
     this.container = container;
     this.config = config;
     this.generation = 0;
+    // The same optimizer raced several times (a learning-rate lesson) gets shades of its palette
+    // colour and a number, so its runs stay apart in the plot, the legend and the sliders.
+    const counts = {};
+    this.styles = config.optimizers.map((racer) => {
+      const seen = counts[racer.key] || 0;
+      counts[racer.key] = seen + 1;
+      return { seen };
+    });
+    this.styles.forEach((style, index) => {
+      const racer = config.optimizers[index];
+      const repeated = counts[racer.key] > 1;
+      style.label = repeated ? `${racer.key} #${style.seen + 1}` : racer.key;
+      style.colour = shade(racer.colour || "#333333", [0, -0.45, 0.5, -0.7][style.seen % 4]);
+    });
     container.classList.add("ready");
     const plots = element("div", { class: "plots" }, container);
     this.map = element("canvas", { class: "landscape", width: 460, height: 400, "aria-label": "race paths on the landscape's contour lines" }, plots);
@@ -92,7 +114,7 @@ class RaceWidget {
     this.sliders.textContent = "";
     for (const slider of this.config.sliders || []) {
       const row = element("label", { class: "slider" }, this.sliders);
-      const name = `${slider.key} · ${slider.name}`;
+      const name = `${this.styles[slider.racer].label} · ${slider.name}`;
       element("span", { class: "slider-name", text: name }, row);
       const input = element("input", {
         type: "range", min: 0, max: 1000, step: 1,
@@ -136,7 +158,7 @@ class RaceWidget {
   }
 
   colourOf(index) {
-    return this.config.optimizers[index].colour || "#333";
+    return this.styles[index].colour;
   }
 
   animate(lines, race, generation) {
@@ -148,7 +170,7 @@ class RaceWidget {
       const settings = Object.entries(run.hyperparameters)
         .filter(([name]) => name in (this.config.optimizers[index].hyperparameters || {}) || name === "lr")
         .map(([name, value]) => `${name}=${formatNumber(value)}`).join(", ");
-      element("span", { text: `${run.optimizer} (${settings}): final loss ${formatNumber(run.final_loss)}` }, item);
+      element("span", { text: `${this.styles[index].label} (${settings}): final loss ${formatNumber(run.final_loss)}` }, item);
     });
     const duration = 1600;
     const began = performance.now();
