@@ -39,6 +39,30 @@ Evaluate = Callable[[Tensor], tuple[Tensor, Tensor]]
 _BRACKETING, _ZOOM, _FINISHED = 0, 1, 2
 
 
+def run_dot(left: Tensor, right: Tensor) -> Tensor:
+    """Per-run dot product over the last dimension (shape ``S``).
+
+    For a single run (1-D vectors) this is ``torch.dot``, the BLAS reduction torch.optim.LBFGS
+    uses; summing ``left * right`` instead adds in another order, and on a non-convex loss a
+    quasi-Newton iteration can amplify that last-bit difference to 1e-7 within one ``step``.
+    """
+    if left.dim() == 1:
+        return torch.dot(left, right)
+    return (left * right).sum(-1)
+
+
+def add_scaled_(target: Tensor, source: Tensor, scale: Tensor) -> Tensor:
+    """``target += scale * source`` in place, ``scale`` one value per run (shape ``S``).
+
+    For a single run it is torch's ``add_(source, alpha=scale)``, whose kernel rounds once
+    (a fused multiply-add), as torch.optim.LBFGS computes it; for stacked runs the product is
+    rounded first.
+    """
+    if scale.dim() == 0:
+        return target.add_(source, alpha=scale.item())
+    return target.add_(source * scale.reshape(scale.shape + (1,) * (source.dim() - scale.dim())))
+
+
 def cubic_minimizer(
     x1: Tensor,
     f1: Tensor,
@@ -110,7 +134,7 @@ def strong_wolfe(
     zero = torch.zeros_like(t)
 
     f_new, g_new = evaluate(torch.where(active, t, zero))
-    gtd_new = (g_new * direction).sum(-1)
+    gtd_new = run_dot(g_new, direction)
     evals = active.long()
     ls_iter = torch.zeros(shape, dtype=torch.long, device=t.device)
     t_prev, f_prev, g_prev, gtd_prev = zero, loss, grad, gtd
@@ -198,7 +222,7 @@ def strong_wolfe(
         f_eval, g_eval = evaluate(torch.where(evaluating, t, zero))
         f_new = torch.where(evaluating, f_eval, f_new)
         g_new = torch.where(evaluating.unsqueeze(-1), g_eval, g_new)
-        gtd_new = torch.where(evaluating, (g_new * direction).sum(-1), gtd_new)
+        gtd_new = torch.where(evaluating, run_dot(g_new, direction), gtd_new)
         ls_iter = ls_iter + evaluating.long()
         evals = evals + evaluating.long()
 
@@ -256,9 +280,9 @@ class FlatView:
 
     def move(self, step: Tensor, direction: Tensor) -> None:
         """``x += step * direction`` per run (``step`` of shape ``S``)."""
-        pieces = unflatten(direction * step.unsqueeze(-1), self.params, self.stack_dims)
+        pieces = unflatten(direction, self.params, self.stack_dims)
         for param, piece in zip(self.params, pieces, strict=True):
-            param.add_(piece)
+            add_scaled_(param, piece, step)
 
     def grad(self) -> Tensor:
         grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach() for p in self.params]

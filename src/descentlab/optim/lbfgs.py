@@ -24,7 +24,7 @@ from torch import Tensor
 from . import _hyper
 from ._base import Optimizer
 from ._hyper import Hyper
-from ._line_search import FlatView, per_run, strong_wolfe
+from ._line_search import FlatView, add_scaled_, per_run, run_dot, strong_wolfe
 from .spec import Hyperparameter, Paper, Spec, StateBuffer
 
 LINE_SEARCHES = ("strong_wolfe", None)
@@ -35,10 +35,6 @@ Remember = Callable[[dict, Tensor, Tensor, Tensor, Tensor], None]
 Direction = Callable[[dict, Tensor], Tensor]
 
 
-def _dot(left: Tensor, right: Tensor) -> Tensor:
-    return (left * right).sum(-1)
-
-
 def _start(state: dict, flat_grad: Tensor) -> None:
     """Allocate the per-run iteration state (every tensor in the parameters' dtype)."""
     if "n_iter" in state:
@@ -46,7 +42,7 @@ def _start(state: dict, flat_grad: Tensor) -> None:
     shape = flat_grad.shape[:-1]
     zeros = flat_grad.new_zeros(shape)
     state.update(
-        func_evals=zeros.clone(),
+        func_evals=state.get("func_evals", zeros.clone()),
         n_iter=zeros.clone(),
         d=torch.zeros_like(flat_grad),
         t=zeros.clone(),
@@ -113,7 +109,7 @@ def quasi_newton_minimize(
         if bool(later.any()):
             y = flat_grad - state["prev_flat_grad"]
             s = state["d"] * state["t"].unsqueeze(-1)
-            ys = _dot(y, s)
+            ys = run_dot(y, s)
             remember(state, s, y, ys, later)
             new_direction = torch.where(
                 first.unsqueeze(-1), -flat_grad, direction(state, flat_grad)
@@ -131,7 +127,7 @@ def quasi_newton_minimize(
             torch.where(first, initial, torch.as_tensor(lr, dtype=loss.dtype, device=loss.device)),
             state["t"],
         )
-        gtd = _dot(flat_grad, d)
+        gtd = run_dot(flat_grad, d)
         active = active & ~(gtd > -tolerance_change)
 
         if line_search_fn == "strong_wolfe":
@@ -223,7 +219,7 @@ def remember(state: dict, s: Tensor, y: Tensor, ys: Tensor, accept: Tensor, *, h
             state[key] = torch.where(slot.unsqueeze(-1), new.unsqueeze(-2), shifted)
     state["history_count"] = torch.where(accept & ~full, count + 1, count)
     # Nocedal & Wright (7.20): scale the initial inverse Hessian by s'y / y'y.
-    state["H_diag"] = torch.where(accept, ys / _dot(y, y), state["H_diag"])
+    state["H_diag"] = torch.where(accept, ys / run_dot(y, y), state["H_diag"])
 
 
 def two_loop_direction(state: dict, grad: Tensor) -> Tensor:
@@ -233,12 +229,12 @@ def two_loop_direction(state: dict, grad: Tensor) -> Tensor:
     q = -grad
     alphas = [None] * count
     for i in range(count - 1, -1, -1):
-        alphas[i] = _dot(old_stps[..., i, :], q) * ro[..., i]
-        q = q - old_dirs[..., i, :] * alphas[i].unsqueeze(-1)
+        alphas[i] = run_dot(old_stps[..., i, :], q) * ro[..., i]
+        q = add_scaled_(q, old_dirs[..., i, :], -alphas[i])
     r = q * state["H_diag"].unsqueeze(-1)
     for i in range(count):
-        beta = _dot(old_dirs[..., i, :], r) * ro[..., i]
-        r = r + old_stps[..., i, :] * (alphas[i] - beta).unsqueeze(-1)
+        beta = run_dot(old_dirs[..., i, :], r) * ro[..., i]
+        r = add_scaled_(r, old_stps[..., i, :], alphas[i] - beta)
     return r
 
 
@@ -390,6 +386,22 @@ class LBFGS(QuasiNewton):
         size = group["history_size"]
         _hyper.check_integer("history_size", size, 1)
 
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state_dict of ours or of ``torch.optim.LBFGS``.
+
+        torch's groups lack ``stack_dims``, ``c1`` and ``c2`` (they take our defaults), and its
+        state keeps the history as Python lists and the counters as Python numbers; both are
+        converted to this class's per-run tensors (one run, stack shape ``()``), so that the
+        next ``step`` continues exactly where torch's would.
+        """
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)
+            state = self.state.get(group["params"][0])
+            if state and not isinstance(state.get("n_iter"), Tensor):
+                _from_torch_state(state, group["params"])
+
     def rules(self, group: dict[str, Any]) -> tuple[Remember, Direction, Callable]:
         size = group["history_size"]
 
@@ -397,6 +409,31 @@ class LBFGS(QuasiNewton):
             remember(state, s, y, ys, accept, history_size=size)
 
         return remember_pair, two_loop_direction, init_memory
+
+
+def _from_torch_state(state: dict[str, Any], params: list[Tensor]) -> None:
+    """Turn ``torch.optim.LBFGS``'s state (lists and numbers) into ours, in place."""
+    like = params[0]
+    size = sum(param.numel() for param in params)
+
+    def scalar(value: Any) -> Tensor:
+        return torch.as_tensor(value, dtype=like.dtype, device=like.device).reshape(())
+
+    state.pop("al", None)
+    for key in ("func_evals", "n_iter", "t", "prev_loss", "H_diag"):
+        if key in state:
+            state[key] = scalar(state[key])
+    if "d" not in state:
+        # torch returned before its first iteration (zero gradient): only the counts exist.
+        state.pop("n_iter", None)
+        return
+    for key in ("old_dirs", "old_stps"):
+        pairs = state.get(key) or []
+        state[key] = torch.stack(pairs) if pairs else like.new_zeros(0, size)
+    rhos = state.get("ro") or []
+    state["ro"] = torch.stack([scalar(rho) for rho in rhos]) if rhos else like.new_zeros(0)
+    state["history_count"] = scalar(len(rhos))
+    state.setdefault("H_diag", scalar(1.0))
 
 
 SPECS = (
