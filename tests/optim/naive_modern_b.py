@@ -178,7 +178,10 @@ class NaiveScheduleFree:
 
 
 class NaiveProdigy:
-    """Mishchenko & Defazio (2024), Prodigy (Adam version), one group, element by element.
+    """Mishchenko & Defazio (2024), Prodigy (Adam version), element by element.
+
+    ``lr`` and ``weight_decay`` may be lists, one value per parameter (param groups): each
+    parameter's terms of r and s are weighted by its own lr, and d is one estimate over all.
 
     r and s accumulate gamma d^2 <g, x0 - x> and gamma d^2 g without the (1 - beta3) factor,
     which cancels in r / ||s||_1 (as in the authors' code). Decoupled weight decay
@@ -198,24 +201,29 @@ class NaiveProdigy:
                       beta3=math.sqrt(betas[1]) if beta3 is None else beta3, eps=eps,
                       wd=weight_decay, coef=d_coef, safeguard=safeguard_warmup)  # fmt: skip
 
+    def _each(self, name):
+        """A setting per parameter: a list gives each parameter its own (param groups)."""
+        value = self.h[name]
+        return value if isinstance(value, list) else [value] * len(self.x)
+
     def step(self, grads) -> None:
         h, d = self.h, self.d
-        gamma = h["lr"]
-        inner = 0.0
-        for x, x0, g in zip(self.x, self.x0, grads, strict=True):
+        gammas, decays = self._each("lr"), self._each("wd")
+        weighted_inner = 0.0
+        for x, x0, g, gamma in zip(self.x, self.x0, grads, gammas, strict=True):
             for i in range(len(x)):
-                inner += g[i] * (x0[i] - x[i])
-        self.r = h["beta3"] * self.r + gamma * d * d * inner
+                weighted_inner += gamma * g[i] * (x0[i] - x[i])
+        self.r = h["beta3"] * self.r + d * d * weighted_inner
         s_norm = 0.0
-        for x, m, v, s, g in zip(self.x, self.m, self.v, self.s, grads, strict=True):
+        for x, m, v, s, g, gamma in zip(self.x, self.m, self.v, self.s, grads, gammas, strict=True):
             for i in range(len(x)):
                 m[i] = h["beta1"] * m[i] + (1 - h["beta1"]) * d * g[i]
                 v[i] = h["beta2"] * v[i] + (1 - h["beta2"]) * d * d * g[i] * g[i]
                 s[i] = h["beta3"] * s[i] + (1.0 if h["safeguard"] else gamma) * d * d * g[i]
                 s_norm += abs(s[i])
-        for x, m, v in zip(self.x, self.m, self.v, strict=True):
+        for x, m, v, gamma, wd in zip(self.x, self.m, self.v, gammas, decays, strict=True):
             for i in range(len(x)):
-                x[i] = x[i] * (1 - h["wd"] * gamma * d)
+                x[i] = x[i] * (1 - wd * gamma * d)
                 x[i] = x[i] - gamma * d * m[i] / (math.sqrt(v[i]) + d * h["eps"])
         if s_norm > 0:
             self.d = max(d, h["coef"] * self.r / s_norm)

@@ -62,17 +62,89 @@ def test_matches_naive_reference(kwargs, shape):
     assert reference.d > 100 * kwargs.get("d0", 1e-6)  # the estimate did move
 
 
-def test_two_groups_keep_their_own_estimates():
-    starts = _starts((3,))
+def test_one_estimate_over_all_groups_equals_one_group():
+    """The paper's d is one estimate for the whole model: splitting the parameters into groups
+    with the same settings changes nothing, to the bit."""
+    starts = _starts((2, 3), count=3)
+    whole = [p.clone().requires_grad_() for p in starts]
+    _steps(Prodigy(whole, weight_decay=0.1), whole, 0, 30)
+    split = [p.clone().requires_grad_() for p in starts]
+    optimizer = Prodigy([{"params": split[:1]}, {"params": split[1:]}], weight_decay=0.1)
+    _steps(optimizer, split, 0, 30)
+    for expected, actual in zip(whole, split, strict=True):
+        assert torch.equal(expected, actual)
+    assert optimizer.state[split[0]]["d"] == optimizer.state[split[2]]["d"]
+
+
+def test_groups_with_their_own_lr_and_decay_share_d_as_in_the_reference():
+    starts = _starts((3,), count=3)
     params = [p.clone().requires_grad_() for p in starts]
-    optimizer = Prodigy([{"params": params[:1]}, {"params": params[1:], "d_coef": 0.5}])
+    groups = [{"params": params[:1], "lr": 0.5, "weight_decay": 0.2}, {"params": params[1:]}]
+    optimizer = Prodigy(groups, betas=(0.8, 0.99))
     _steps(optimizer, params, 0, STEPS)
-    for index, settings in enumerate(({}, {"d_coef": 0.5})):
-        reference = NaiveProdigy([starts[index].tolist()], **settings)
-        for step in range(STEPS):
-            reference.step([gradient(reference.x[0], step, index)])
-        assert relative_error(params[index], reference.x[0]) < 1e-10
-        assert abs(optimizer.state[params[index]]["d"].item() / reference.d - 1) < 1e-10
+    reference = NaiveProdigy(
+        [p.tolist() for p in starts], lr=[0.5, 1.0, 1.0], weight_decay=[0.2, 0.0, 0.0],
+        betas=(0.8, 0.99),
+    )  # fmt: skip
+    for step in range(STEPS):
+        reference.step([gradient(x, step, i) for i, x in enumerate(reference.x)])
+    for param, x in zip(params, reference.x, strict=True):
+        assert relative_error(param, x) < 1e-10
+    for param in params:
+        assert abs(optimizer.state[param]["d"].item() / reference.d - 1) < 1e-10
+    assert reference.d > 100 * 1e-6
+
+
+def test_a_parameter_that_missed_steps_does_not_reset_d():
+    starts = _starts((3,), count=2)
+    params = [p.clone().requires_grad_() for p in starts]
+    optimizer = Prodigy([{"params": params[:1]}, {"params": params[1:]}])
+    for step in range(20):  # only the first parameter has a gradient
+        optimizer.zero_grad()
+        torch_loss(params[0], step, 0).sum().backward()
+        optimizer.step()
+    grown = optimizer.state[params[0]]["d"].item()
+    assert grown > 100 * 1e-6
+    optimizer.zero_grad()
+    sum(torch_loss(p, 20, i).sum() for i, p in enumerate(params)).backward()
+    optimizer.step()
+    assert optimizer.state[params[1]]["d"].item() >= grown
+
+
+@pytest.mark.parametrize(
+    ("second", "name"),
+    [({"d_coef": 0.5}, "d_coef"), ({"d0": 1e-3}, "d0"), ({"beta3": 0.5}, "beta3")],
+)
+def test_groups_must_agree_on_the_estimate_settings(second, name):
+    params = [torch.zeros(3, requires_grad=True), torch.zeros(3, requires_grad=True)]
+    with pytest.raises(ValueError, match=f"Invalid {name} in a second param group"):
+        Prodigy([{"params": params[:1]}, {"params": params[1:], **second}])
+
+
+def test_groups_must_share_the_stack_shape():
+    first = torch.zeros(2, 3, requires_grad=True)
+    second = torch.zeros(4, 3, requires_grad=True)
+    with pytest.raises(ValueError, match="same stack shape"):
+        Prodigy([{"params": [first], "stack_dims": 1}, {"params": [second], "stack_dims": 1}])
+
+
+def test_stacked_groups_share_one_d_per_run():
+    K = 2
+    runs = [_starts((3,), count=2, seed=k) for k in range(K)]
+    stacked = [torch.stack([run[i] for run in runs]).requires_grad_() for i in range(2)]
+    lr = torch.tensor([1.0, 0.5], dtype=torch.float64).reshape(K, 1)
+    optimizer = Prodigy(
+        [{"params": stacked[:1], "stack_dims": 1}, {"params": stacked[1:], "stack_dims": 1}], lr=lr
+    )
+    _steps(optimizer, stacked, 0, 40, stack_dims=1)
+    d = optimizer.state[stacked[0]]["d"]
+    assert d.shape == (K,) and torch.equal(d, optimizer.state[stacked[1]]["d"])
+    for k in range(K):
+        params = [p.clone().requires_grad_() for p in runs[k]]
+        alone = Prodigy(params, lr=float(lr[k]))
+        _steps(alone, params, 0, 40)
+        for together, single in zip(stacked, params, strict=True):
+            torch.testing.assert_close(together[k], single, rtol=1e-12, atol=1e-14)
 
 
 def test_stacked_runs_keep_one_d_each_and_equal_separate_runs():

@@ -21,8 +21,8 @@ algorithm box (the authors' package uses :math:`d_{k+1}` in the :math:`\\epsilon
 difference of order :math:`\\epsilon`). Weight decay is decoupled, :math:`x \\leftarrow x (1 -
 \\lambda \\gamma_k d_k)`, the package's default.
 
-One estimate per param group (``prodigyopt`` shares one across all groups): ``d`` is a reduction
-over every parameter of the group. With ``stack_dims = s`` it is one ``d`` per run, the sums running
+One estimate for all param groups, as in the paper and ``prodigyopt``: ``d`` is a reduction over
+every parameter of every group. With ``stack_dims = s`` it is one ``d`` per run, the sums running
 over each run's own coordinates; ``d`` and ``r`` (``d_numerator``) are stored, with shape ``S``, in
 every parameter's state so that they travel in the ``state_dict``. ``lr``, ``d0``, ``d_coef`` and
 ``beta3`` enter the estimate and must therefore be per run (tensors of shape ``S + (1, ...)``).
@@ -30,6 +30,7 @@ every parameter's state so that they travel in the ``state_dict``. ``lr``, ``d0`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -38,7 +39,7 @@ from torch import Tensor
 from . import _hyper
 from ._base import Optimizer
 from ._hyper import Hyper
-from ._stack import as_stack, expand_to, fit, slice_sum
+from ._stack import as_stack, expand_to, fit, slice_sum, stack_shape
 from ._state import advance, step_counter
 from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
@@ -94,55 +95,100 @@ def update(
     safeguard_warmup: bool,
     stack_dims: int,
 ) -> None:
-    """One Prodigy step of one group: update the estimate ``d``, then an Adam step of size lr d."""
-    beta1, beta2 = betas
+    """One Prodigy step of parameters that share one estimate ``d``: the estimate, then Adam."""
+    settings = dict(
+        lr=lr,
+        betas=betas,
+        beta3=beta3,
+        eps=eps,
+        weight_decay=weight_decay,
+        d0=d0,
+        d_coef=d_coef,
+        safeguard_warmup=safeguard_warmup,
+        stack_dims=stack_dims,
+    )
+    update_groups([(params, grads, states, settings)])
+
+
+Group = tuple[list[Tensor], list[Tensor], list[dict[str, Any]], dict[str, Any]]
+
+
+def update_groups(groups: list[Group]) -> None:
+    """One Prodigy step over several param groups sharing one estimate ``d`` (per run).
+
+    Each entry is ``(params, grads, states, hyperparameters)`` as :func:`update` takes them. The
+    paper's estimate is one number for the whole model, so ``r`` and :math:`\\|s\\|_1` sum over
+    every group: the same parameters split into groups step exactly as in one. A group's own
+    ``lr`` weights its terms of ``r`` and ``s`` and scales its step (``lr = 0`` freezes a group and
+    adds nothing new to the estimate); ``betas``, ``eps`` and ``weight_decay`` are the group's own.
+    ``d0``, ``d_coef`` and ``beta3`` define the shared estimate and are taken from the first group
+    (the class checks that every group agrees).
+    """
+    first_params, _, _, first = groups[0]
+    # The estimate is carried in every parameter's state; a parameter that missed steps (no
+    # gradient) holds an older copy, so read it from the state that has taken the most steps.
+    latest = max(
+        (state for _, _, states, _ in groups for state in states),
+        key=lambda state: state["step"].item(),
+    )
+    stack_dims = first["stack_dims"]
+    beta3 = first["beta3"]
     if beta3 is None:
-        beta3 = beta2**0.5
-    first = params[0]
-    hyperparameters = (lr, beta1, beta2, beta3, eps, weight_decay, d0, d_coef)
-    if stack_dims == 0 and not any(isinstance(h, Tensor) for h in hyperparameters):
+        beta3 = first["betas"][1] ** 0.5
+    numbers = stack_dims == 0 and not any(
+        isinstance(value, Tensor)
+        for *_, settings in groups
+        for key in ("lr", "betas", "beta3", "eps", "weight_decay", "d0", "d_coef")
+        for value in (settings[key] if key == "betas" else (settings[key],))
+    )
+    like = first_params[0]
+    if numbers:
         # One run, plain-number settings: d and every coefficient as Python numbers, so the
         # passes over the parameters take torch's fused scalar forms (alpha=, value=).
-        lr_run, d0_run, coef_run, beta3_run = lr, d0, d_coef, beta3
-        d = states[0]["d"].item()
+        d0_run, coef_run, beta3_run = first["d0"], first["d_coef"], beta3
+        d = latest["d"].item()
     else:
-        lr_run = per_run("lr", lr, first, stack_dims)
-        d0_run = per_run("d0", d0, first, stack_dims)
-        coef_run = per_run("d_coef", d_coef, first, stack_dims)
-        beta3_run = per_run("beta3", beta3, first, stack_dims)
-        d = states[0]["d"]
-    step_size = d * lr_run  # the step size of this step, gamma_k d_k (per run)
-    # r and s grow by (d / d0) * gamma d g: the paper's gamma d^2 g over the constant d0.
-    growth = (d / d0_run) * (d if safeguard_warmup else step_size)
-    numerator = states[0]["d_numerator"] * beta3_run
+        d0_run = per_run("d0", first["d0"], like, stack_dims)
+        coef_run = per_run("d_coef", first["d_coef"], like, stack_dims)
+        beta3_run = per_run("beta3", beta3, like, stack_dims)
+        d = latest["d"]
+    numerator = latest["d_numerator"] * beta3_run
     denominator = torch.zeros_like(numerator)
-    for param, grad, state in zip(params, grads, states, strict=True):
-        own_beta1, own_beta2 = fit(betas, param, stack_dims)
-        advance(state)
-        moved = slice_sum((state["p0"] - param).mul_(grad), stack_dims)
-        numerator = numerator + as_stack(moved, stack_dims) * (d / d0_run) * step_size
-        d_each = _each(d, param)
-        _hyper.add_(state["exp_avg"].mul_(own_beta1), grad, d_each * (1 - own_beta1))
-        _hyper.addcmul_(
-            state["exp_avg_sq"].mul_(own_beta2), grad, grad, d_each * d_each * (1 - own_beta2)
-        )
-        s = _hyper.add_(state["s"].mul_(_each(beta3_run, param)), grad, _each(growth, param))
-        own_dims = list(range(stack_dims, s.dim()))
-        s_norm = torch.linalg.vector_norm(s, ord=1, dim=own_dims) if own_dims else s.abs()
-        denominator = denominator + s_norm
+    step_sizes = []
+    for params, grads, states, settings in groups:
+        lr_run = settings["lr"] if numbers else per_run("lr", settings["lr"], like, stack_dims)
+        step_size = d * lr_run  # the step size of this step, gamma_k d_k (per run)
+        step_sizes.append(step_size)
+        # r and s grow by (d / d0) * gamma d g: the paper's gamma d^2 g over the constant d0.
+        growth = (d / d0_run) * (d if settings["safeguard_warmup"] else step_size)
+        for param, grad, state in zip(params, grads, states, strict=True):
+            beta1, beta2 = fit(settings["betas"], param, stack_dims)
+            advance(state)
+            moved = slice_sum((state["p0"] - param).mul_(grad), stack_dims)
+            numerator = numerator + as_stack(moved, stack_dims) * (d / d0_run) * step_size
+            d_each = _each(d, param)
+            _hyper.add_(state["exp_avg"].mul_(beta1), grad, d_each * (1 - beta1))
+            _hyper.addcmul_(
+                state["exp_avg_sq"].mul_(beta2), grad, grad, d_each * d_each * (1 - beta2)
+            )
+            s = _hyper.add_(state["s"].mul_(_each(beta3_run, param)), grad, _each(growth, param))
+            own_dims = list(range(stack_dims, s.dim()))
+            s_norm = torch.linalg.vector_norm(s, ord=1, dim=own_dims) if own_dims else s.abs()
+            denominator = denominator + s_norm
     # No gradient seen yet (or lr = 0 so far): nothing to estimate from, d stays.
     estimate = coef_run * numerator / torch.where(denominator > 0, denominator, 1.0)
     d_tensor = torch.as_tensor(d, dtype=numerator.dtype)
     new_d = torch.where(denominator > 0, torch.maximum(d_tensor, estimate), d_tensor)
-    for param, state in zip(params, states, strict=True):
-        state["d"] = new_d.clone()
-        state["d_numerator"] = numerator.clone()
-        size = _each(step_size, param)
-        decay, own_eps = fit((weight_decay, eps), param, stack_dims)
-        if _hyper.is_nonzero(decay):
-            param.mul_(1 - decay * size)
-        denom = state["exp_avg_sq"].sqrt().add_(_each(d, param) * own_eps)
-        _hyper.addcdiv_(param, state["exp_avg"], denom, -size)
+    for (params, _, states, settings), step_size in zip(groups, step_sizes, strict=True):
+        for param, state in zip(params, states, strict=True):
+            state["d"] = new_d.clone()
+            state["d_numerator"] = numerator.clone()
+            size = _each(step_size, param)
+            weight_decay, eps = fit((settings["weight_decay"], settings["eps"]), param, stack_dims)
+            if _hyper.is_nonzero(weight_decay):
+                param.mul_(1 - weight_decay * size)
+            denom = state["exp_avg_sq"].sqrt().add_(_each(d, param) * eps)
+            _hyper.addcdiv_(param, state["exp_avg"], denom, -size)
 
 
 class Prodigy(Optimizer):
@@ -150,16 +196,16 @@ class Prodigy(Optimizer):
 
     Leave ``lr = 1``; to ask for larger or smaller steps change ``d_coef``. ``beta3`` (default
     :math:`\\sqrt{\\beta_2}`) is the decay of the estimate's averages, ``d0`` its tiny start, and
-    ``safeguard_warmup`` leaves ``lr`` out of the denominator (for warmup schedules). The
-    estimate ``d`` of each param group (per run when stacked) is ``optimizer.state[p]["d"]`` for
-    any parameter ``p`` of the group.
+    ``safeguard_warmup`` leaves ``lr`` out of the denominator (for warmup schedules). One
+    estimate ``d`` serves every param group (per run when stacked): ``optimizer.state[p]["d"]``
+    for any parameter ``p``. Groups may differ in ``lr``, ``betas``, ``eps`` and
+    ``weight_decay``; ``d0``, ``d_coef`` and ``beta3`` define the shared estimate and must agree.
     """
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
     #: One step reads the whole group (see ``Optimizer.couples_parameters``).
     couples_parameters = True
-
     checked_nonnegative = (
         "lr",
         "eps",
@@ -198,6 +244,60 @@ class Prodigy(Optimizer):
             _hyper.check_range("beta3", group["beta3"], 0.0, 1.0, high_open=True)
         _hyper.check_range("d0", group["d0"], 0.0, low_open=True)
         _hyper.check_range("d_coef", group["d_coef"], 0.0, low_open=True)
+        first = self.param_groups[0]
+        if first is not group:
+            self._check_shares_the_estimate(first, group)
+
+    @staticmethod
+    def _check_shares_the_estimate(first: dict[str, Any], group: dict[str, Any]) -> None:
+        """Every group feeds one estimate d: its settings and stack shape must agree."""
+
+        def beta3_of(settings: dict[str, Any]) -> Hyper:
+            beta3 = settings["beta3"]
+            return settings["betas"][1] ** 0.5 if beta3 is None else beta3
+
+        for name, mine, theirs in (
+            ("d0", group["d0"], first["d0"]),
+            ("d_coef", group["d_coef"], first["d_coef"]),
+            ("beta3", beta3_of(group), beta3_of(first)),
+        ):
+            same = (
+                torch.equal(torch.as_tensor(mine), torch.as_tensor(theirs))
+                if isinstance(mine, Tensor) or isinstance(theirs, Tensor)
+                else mine == theirs
+            )
+            if not same:
+                raise ValueError(
+                    f"Invalid {name} in a second param group: Prodigy keeps one estimate d for "
+                    f"all groups, so {name} (which defines it) must equal the first group's"
+                )
+        mine = stack_shape(group["params"], group["stack_dims"])
+        theirs = stack_shape(first["params"], first["stack_dims"])
+        if mine != theirs:
+            raise ValueError(
+                f"Prodigy keeps one estimate d per run for all groups, so every group needs the "
+                f"same stack shape: this group has {tuple(mine)}, the first {tuple(theirs)}"
+            )
+
+    @property
+    def steps_by_update(self) -> bool:
+        """One ``update`` call steps the optimizer only when it has a single group."""
+        return len(self.param_groups) == 1
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """One step of every group, with one estimate ``d`` over all of them."""
+        loss = self._evaluate(closure)
+        groups = []
+        for group in self.param_groups:
+            params, grads, states = self._gather(group)
+            if params:
+                groups.append(
+                    (params, grads, states, self.hyperparameters(group, self._update_keys))
+                )
+        if groups:
+            update_groups(groups)
+        return loss
 
 
 SPECS = (
