@@ -20,6 +20,7 @@ value; other parameters are untouched. Guard against it where it can happen with
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -27,7 +28,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from . import _hyper
+from . import _hyper, _multi_tensor
 from ._stack import fit, is_per_run, stack_shape
 
 #: Group entries that are settings of torch's implementation, not of the algorithm.
@@ -52,20 +53,34 @@ def torch_flags(
 ) -> dict[str, Any]:
     """Accept torch.optim's implementation switches so code written for torch runs unchanged.
 
-    descentlab has a single implementation per algorithm, so ``foreach`` is accepted and recorded
-    but changes nothing; the switches that would change what is computed are refused.
+    ``foreach=True`` runs an elementwise algorithm's one update over lists of tensors through
+    torch's multi-tensor kernels (``None``: on CUDA tensors only, torch's default); the switches
+    that would change what is computed are refused.
     """
     for name, value in (("capturable", capturable), ("differentiable", differentiable)):
         if value:
             raise ValueError(f"{owner} does not support {name}=True; use torch.optim for that")
-    if fused:
-        raise ValueError(f"{owner} does not support fused=True; use torch.optim for that")
     return {
-        "foreach": foreach,
+        **speed_flags(owner, foreach, fused),
         "capturable": capturable,
         "differentiable": differentiable,
-        "fused": fused,
     }
+
+
+def speed_flags(owner: str, foreach: bool | None, fused: bool | None) -> dict[str, Any]:
+    """The implementation switches of an elementwise algorithm, checked as torch checks them.
+
+    ``foreach``: the multi-tensor path (``_multi_tensor``); ``fused``: see ``_fused``. Neither
+    changes what is computed beyond float rounding.
+    """
+    for name, value in (("foreach", foreach), ("fused", fused)):
+        if value is not None and not isinstance(value, bool):
+            raise TypeError(f"{owner}: {name} must be True, False or None, got {value!r}")
+    if foreach and fused:
+        raise ValueError(f"{owner}: foreach=True and fused=True cannot be asked for together")
+    if fused:
+        raise ValueError(f"{owner} does not support fused=True yet; use torch.optim for that")
+    return {"foreach": foreach, "fused": fused}
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -81,6 +96,9 @@ class Optimizer(torch.optim.Optimizer):
     checked_nonnegative: ClassVar[tuple[str, ...]] = ()
     checked_betas: ClassVar[tuple[str, ...]] = ()
     checked_flags: ClassVar[tuple[str, ...]] = ()
+    #: True when ``update`` treats every coordinate alone (no reduction over a tensor): its
+    #: per-parameter loop body may then run over lists of tensors (``foreach``).
+    elementwise: ClassVar[bool] = False
     #: True for methods whose step must re-evaluate the loss (a closure is then required).
     needs_closure: ClassVar[bool] = False
     _init_keys: ClassVar[tuple[str, ...]] = ()
@@ -208,14 +226,15 @@ class Optimizer(torch.optim.Optimizer):
         Per-run hyperparameters (tensors of the stack shape) are shaped against each parameter:
         the parameters are updated in one call per rank, unless the algorithm couples them.
         """
-        update = type(self).update
         for like, members in self._by_rank(group, params):
             hyperparameters = self.hyperparameters(group, self._update_keys, like)
             if len(members) == len(params):
-                update(params, grads, states, **hyperparameters, **extra)
+                chosen = (params, grads, states)
             else:
-                chosen = [(params[i], grads[i], states[i]) for i in members]
-                update(*map(list, zip(*chosen, strict=True)), **hyperparameters, **extra)
+                picked = [(params[i], grads[i], states[i]) for i in members]
+                chosen = tuple(map(list, zip(*picked, strict=True)))
+            update = self.update_for(group, chosen[0], hyperparameters)
+            update(*chosen, **hyperparameters, **extra)
 
     def _by_rank(
         self, group: dict[str, Any], params: list[Tensor]
@@ -265,3 +284,14 @@ class Optimizer(torch.optim.Optimizer):
             if params:
                 self.apply_update(group, params, grads, states, **extra)
         return loss
+
+    def update_for(
+        self, group: dict[str, Any], params: list[Tensor], hyperparameters: dict[str, Any]
+    ) -> Callable[..., None]:
+        """The implementation of ``update`` that steps ``group``: the multi-tensor path (see
+        ``_multi_tensor``) where ``foreach`` asks for it and the algorithm is elementwise, else
+        the single-tensor loop. Both compute the same update from the same function."""
+        foreach = group.get("foreach")
+        if self.elementwise and _multi_tensor.applies(foreach, params, hyperparameters):
+            return functools.partial(_multi_tensor.multi_tensor_update, type(self).update)
+        return type(self).update

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from . import _hyper
-from ._base import Optimizer
+from ._base import Optimizer, speed_flags
 from ._hyper import Hyper
 from ._state import advance, decayed_gradient, step_counter
 from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
@@ -81,6 +81,7 @@ class AdaBelief(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    elementwise = True
     checked_nonnegative = (
         "lr",
         "eps",
@@ -102,6 +103,8 @@ class AdaBelief(Optimizer):
         decoupled: bool = True,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -110,6 +113,7 @@ class AdaBelief(Optimizer):
             weight_decay=weight_decay,
             decoupled=decoupled,
             maximize=maximize,
+            **speed_flags("AdaBelief", foreach, fused),
         )
         super().__init__(params, defaults)
 

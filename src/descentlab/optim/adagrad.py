@@ -57,6 +57,7 @@ class Adagrad(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    elementwise = True
     checked_flags = ("maximize",)
 
     def __init__(

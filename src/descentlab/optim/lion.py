@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from . import _hyper
-from ._base import Optimizer
+from ._base import Optimizer, speed_flags
 from ._hyper import Hyper
 from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
@@ -67,6 +67,7 @@ class Lion(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    elementwise = True
     checked_nonnegative = (
         "lr",
         "weight_decay",
@@ -82,12 +83,15 @@ class Lion(Optimizer):
         weight_decay: Hyper = 0.0,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
             betas=tuple(betas) if isinstance(betas, list) else betas,
             weight_decay=weight_decay,
             maximize=maximize,
+            **speed_flags("Lion", foreach, fused),
         )
         super().__init__(params, defaults)
 

@@ -84,6 +84,7 @@ class NAdam(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    elementwise = True
     checked_nonnegative = (
         "lr",
         "eps",

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from . import _hyper
-from ._base import Optimizer
+from ._base import Optimizer, speed_flags
 from ._hyper import Hyper
 from ._state import advance, apply_weight_decay, step_counter
 from .spec import Hyperparameter, Paper, Spec, StateBuffer
@@ -110,6 +110,7 @@ class Quickprop(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    elementwise = True
     checked_nonnegative = (
         "lr",
         "weight_decay",
@@ -124,8 +125,16 @@ class Quickprop(Optimizer):
         weight_decay: Hyper = 0.0,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
-        defaults = dict(lr=lr, mu=mu, weight_decay=weight_decay, maximize=maximize)
+        defaults = dict(
+            lr=lr,
+            mu=mu,
+            weight_decay=weight_decay,
+            maximize=maximize,
+            **speed_flags("Quickprop", foreach, fused),
+        )
         super().__init__(params, defaults)
 
     def check_group(self, group: dict[str, Any]) -> None:

@@ -82,6 +82,7 @@ class RAdam(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    elementwise = True
     checked_nonnegative = (
         "lr",
         "eps",

@@ -5,6 +5,7 @@ The lab, the arena and the course read facts about algorithms only from here.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterable
 from typing import Any
 
@@ -46,6 +47,19 @@ def create(name: str, params: Iterable[Any], **hyperparameters: Any) -> Any:
 
     Hyperparameters not given take the spec's defaults (``momentum`` is SGD with momentum 0.9);
     they may be given by constructor name (``betas=(0.9, 0.99)``) or spec name (``beta2=0.99``).
+    The implementation switches ``foreach`` and ``fused`` pass through to the class, which checks
+    whether it has them.
     """
     entry = spec(name)
-    return entry.factory(params, **entry.kwargs(hyperparameters))
+    switches = {
+        key: hyperparameters.pop(key) for key in IMPLEMENTATION_SWITCHES if key in hyperparameters
+    }
+    factory_arguments = inspect.signature(entry.factory).parameters
+    for key in switches:
+        if key not in factory_arguments:
+            raise ValueError(f"{name} ({entry.factory.__name__}) has no {key} argument")
+    return entry.factory(params, **entry.kwargs(hyperparameters), **switches)
+
+
+#: Arguments that choose how an algorithm is computed, not what: not in the specs.
+IMPLEMENTATION_SWITCHES = ("foreach", "fused")

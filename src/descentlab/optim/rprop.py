@@ -78,7 +78,7 @@ def _loss_tensor(loss: Any, params: list[Tensor], stack_dims: int) -> Tensor:
     loss = torch.as_tensor(loss).detach()
     if not loss.is_floating_point():
         loss = loss.to(torch.get_default_dtype())
-    stack = params[0].shape[:stack_dims]
+    stack = params[0].shape[:stack_dims] if stack_dims else torch.Size()
     if loss.dim() > 0 and loss.shape != stack:
         raise ValueError(
             f"loss of shape {tuple(loss.shape)} must be a single number or have the stack shape "
@@ -184,7 +184,8 @@ def _backtrack(
             undo = torch.zeros_like(flipped)
         else:
             went_up = current < previous if maximize else current > previous
-            undo = flipped & expand_to(went_up, param)
+            # One loss for all runs is a 0-d tensor, which broadcasts as it is.
+            undo = flipped & (went_up if went_up.dim() == 0 else expand_to(went_up, param))
         state["prev_loss"] = current.clone()
     move = direction.mul_(step_size).neg_()
     # Where the step is undone the forgotten gradient made ``move`` zero: take the previous update
@@ -204,6 +205,7 @@ class Rprop(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    elementwise = True
     checked_nonnegative = ("lr",)
     checked_flags = ("maximize",)
 

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from . import _hyper
-from ._base import Optimizer
+from ._base import Optimizer, speed_flags
 from ._hyper import Hyper
 from ._state import advance, step_counter
 from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
@@ -179,6 +179,8 @@ def averaged_point(param: Tensor, state: dict[str, Any], beta: Hyper) -> Tensor:
 class _ScheduleFree(Optimizer):
     """The train/eval switch shared by both Schedule-Free optimizers."""
 
+    elementwise = True
+
     def _beta(self, group: dict[str, Any]) -> Hyper:
         raise NotImplementedError
 
@@ -258,6 +260,9 @@ class ScheduleFreeAdamW(_ScheduleFree):
         warmup_steps: int = 0,
         r: Hyper = 0.0,
         weight_lr_power: Hyper = 2.0,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -268,6 +273,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
             r=r,
             weight_lr_power=weight_lr_power,
             train_mode=True,
+            **speed_flags(type(self).__name__, foreach, fused),
         )
         super().__init__(params, defaults)
 
@@ -306,6 +312,9 @@ class ScheduleFreeSGD(_ScheduleFree):
         warmup_steps: int = 0,
         r: Hyper = 0.0,
         weight_lr_power: Hyper = 2.0,
+        *,
+        foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -315,6 +324,7 @@ class ScheduleFreeSGD(_ScheduleFree):
             r=r,
             weight_lr_power=weight_lr_power,
             train_mode=True,
+            **speed_flags(type(self).__name__, foreach, fused),
         )
         super().__init__(params, defaults)
 

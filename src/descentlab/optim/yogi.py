@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from . import _hyper
-from ._base import Optimizer
+from ._base import Optimizer, speed_flags
 from ._hyper import Hyper
 from ._state import advance, apply_weight_decay, step_counter
 from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
@@ -96,6 +96,7 @@ class Yogi(Optimizer):
 
     init_state = staticmethod(init_state)
     update = staticmethod(update)
+    elementwise = True
     checked_nonnegative = (
         "lr",
         "eps",
@@ -119,6 +120,8 @@ class Yogi(Optimizer):
         weight_decay: Hyper = 0.0,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -128,6 +131,7 @@ class Yogi(Optimizer):
             bias_correction=bias_correction,
             weight_decay=weight_decay,
             maximize=maximize,
+            **speed_flags("Yogi", foreach, fused),
         )
         super().__init__(params, defaults)
 
