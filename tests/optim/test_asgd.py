@@ -155,7 +155,10 @@ def test_signature_and_defaults_are_torchs():
     import inspect
 
     ours, theirs = inspect.signature(ASGD), inspect.signature(torch.optim.ASGD)
-    assert list(ours.parameters) == list(theirs.parameters)
+    assert list(ours.parameters)[: len(theirs.parameters)] == list(theirs.parameters)
+    # Beyond torch's: keyword-only switches (fused=True, which torch's ASGD lacks).
+    extra = list(ours.parameters.values())[len(theirs.parameters) :]
+    assert [p.name for p in extra] == ["fused"] and extra[0].kind is inspect.Parameter.KEYWORD_ONLY
     for name, parameter in theirs.parameters.items():
         assert ours.parameters[name].default == parameter.default, name
 

@@ -53,11 +53,12 @@ def test_per_group_values_are_checked():
 
 
 def test_torch_only_switches_are_refused_clearly():
-    with pytest.raises(ValueError, match="Adam does not support fused=True"):
-        optim.Adam([_param()], fused=True)
+    with pytest.raises(ValueError, match="does not support capturable=True"):
+        optim.Adam([_param()], capturable=True)
     with pytest.raises(ValueError, match="does not support differentiable=True"):
         optim.SGD([_param()], differentiable=True)
-    optim.Adam([_param()], foreach=True)  # accepted: one implementation either way
+    optim.Adam([_param()], foreach=True)  # the multi-tensor path (tests/optim/test_foreach.py)
+    optim.Adam([_param()], fused=True)  # torch's fused kernel (tests/optim/test_fused.py)
 
 
 @pytest.mark.parametrize("key", first_order_keys())

@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from . import _hyper, _multi_tensor
+from . import _fused, _hyper, _multi_tensor
 from ._stack import fit, is_per_run, stack_shape
 
 #: Group entries that are settings of torch's implementation, not of the algorithm.
@@ -54,8 +54,9 @@ def torch_flags(
     """Accept torch.optim's implementation switches so code written for torch runs unchanged.
 
     ``foreach=True`` runs an elementwise algorithm's one update over lists of tensors through
-    torch's multi-tensor kernels (``None``: on CUDA tensors only, torch's default); the switches
-    that would change what is computed are refused.
+    torch's multi-tensor kernels (``None``: on CUDA tensors only, torch's default);
+    ``fused=True`` takes torch's fused kernel or compiles the update (see ``_fused``; the first
+    compiled step takes 5-30 s). The switches that would change what is computed are refused.
     """
     for name, value in (("capturable", capturable), ("differentiable", differentiable)):
         if value:
@@ -78,8 +79,6 @@ def speed_flags(owner: str, foreach: bool | None, fused: bool | None) -> dict[st
             raise TypeError(f"{owner}: {name} must be True, False or None, got {value!r}")
     if foreach and fused:
         raise ValueError(f"{owner}: foreach=True and fused=True cannot be asked for together")
-    if fused:
-        raise ValueError(f"{owner} does not support fused=True yet; use torch.optim for that")
     return {"foreach": foreach, "fused": fused}
 
 
@@ -99,6 +98,9 @@ class Optimizer(torch.optim.Optimizer):
     #: True when ``update`` treats every coordinate alone (no reduction over a tensor): its
     #: per-parameter loop body may then run over lists of tensors (``foreach``).
     elementwise: ClassVar[bool] = False
+    #: torch's fused kernel for this algorithm, called as ``update`` is (``fused=True`` with
+    #: Python-number hyperparameters); None: ``fused=True`` compiles ``update`` (see ``_fused``).
+    fused_kernel: ClassVar[Callable[..., None] | None] = None
     #: True for methods whose step must re-evaluate the loss (a closure is then required).
     needs_closure: ClassVar[bool] = False
     _init_keys: ClassVar[tuple[str, ...]] = ()
@@ -288,9 +290,12 @@ class Optimizer(torch.optim.Optimizer):
     def update_for(
         self, group: dict[str, Any], params: list[Tensor], hyperparameters: dict[str, Any]
     ) -> Callable[..., None]:
-        """The implementation of ``update`` that steps ``group``: the multi-tensor path (see
-        ``_multi_tensor``) where ``foreach`` asks for it and the algorithm is elementwise, else
-        the single-tensor loop. Both compute the same update from the same function."""
+        """The implementation of ``update`` that steps ``group``: for an elementwise algorithm a
+        fused kernel where ``fused`` asks for it (``_fused``), the multi-tensor path where
+        ``foreach`` does (``_multi_tensor``); else the single-tensor loop. All compute the same
+        update, from the same function except where torch's own fused kernel is taken."""
+        if group.get("fused") and self.elementwise:
+            return _fused.fused_update(type(self), hyperparameters)
         foreach = group.get("foreach")
         if self.elementwise and _multi_tensor.applies(foreach, params, hyperparameters):
             return functools.partial(_multi_tensor.multi_tensor_update, type(self).update)

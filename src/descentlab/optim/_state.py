@@ -18,10 +18,19 @@ def step_counter() -> Tensor:
     return torch.tensor(0.0, dtype=scalar_dtype())
 
 
-def advance(state: dict) -> float:
-    """Count one more step in ``state['step']`` and return the new count as a Python number."""
+def advance(state: dict) -> float | Tensor:
+    """Count one more step in ``state['step']`` and return the new count (see :func:`count`)."""
     counter = state["step"]
     counter += 1
+    return count(counter)
+
+
+def count(counter: Tensor) -> float | Tensor:
+    """A step counter's value: a Python number, or, while torch.compile traces, a float64 0-d
+    tensor, so that the compiled step neither breaks its graph on ``.item()`` nor bakes in the
+    count (which would recompile it at every step). The updates compute with either."""
+    if torch.compiler.is_compiling():
+        return counter.to(torch.float64)
     return counter.item()
 
 

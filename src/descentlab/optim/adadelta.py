@@ -78,6 +78,7 @@ class Adadelta(Optimizer):
         capturable: bool = False,
         maximize: bool = False,
         differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -85,7 +86,7 @@ class Adadelta(Optimizer):
             eps=eps,
             weight_decay=weight_decay,
             maximize=maximize,
-            **torch_flags("Adadelta", foreach, capturable, differentiable),
+            **torch_flags("Adadelta", foreach, capturable, differentiable, fused),
         )
         super().__init__(params, defaults)
 

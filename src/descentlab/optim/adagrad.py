@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.optim.adagrad as torch_adagrad
 from torch import Tensor
 
 from . import _hyper
 from ._base import Optimizer, torch_flags
+from ._fused import fused_steps
 from ._hyper import Hyper
 from ._state import advance, apply_weight_decay, step_counter
 from .spec import Hyperparameter, Paper, Spec, StateBuffer
@@ -48,6 +50,32 @@ def update(
         _hyper.addcdiv_(param, grad, std, -decayed_lr)
 
 
+def fused_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    states: list[dict[str, Any]],
+    *,
+    lr: float,
+    lr_decay: float,
+    weight_decay: float,
+    eps: float,
+    maximize: bool,
+) -> None:
+    """The same step by torch's fused Adagrad kernel (``torch.optim.Adagrad(fused=True)``)."""
+    torch_adagrad.adagrad(
+        params,
+        grads,
+        [state["sum"] for state in states],
+        fused_steps(params, states),
+        fused=True,
+        lr=lr,
+        weight_decay=weight_decay,
+        lr_decay=lr_decay,
+        eps=eps,
+        maximize=maximize,
+    )
+
+
 class Adagrad(Optimizer):
     """Adagrad, a drop-in for ``torch.optim.Adagrad`` (dense gradients).
 
@@ -58,6 +86,7 @@ class Adagrad(Optimizer):
     init_state = staticmethod(init_state)
     update = staticmethod(update)
     elementwise = True
+    fused_kernel = staticmethod(fused_update)
     checked_flags = ("maximize",)
 
     def __init__(

@@ -6,10 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.optim.adam as torch_adam
 from torch import Tensor
 
 from . import _hyper
 from ._base import Optimizer, torch_flags
+from ._fused import fused_steps
 from ._hyper import Hyper
 from ._state import advance, decayed_gradient, step_counter
 from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
@@ -67,6 +69,40 @@ def update(
         _hyper.addcdiv_(param, exp_avg, denom, -step_size)
 
 
+def fused_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    states: list[dict[str, Any]],
+    *,
+    lr: float,
+    betas: tuple[float, float],
+    eps: float,
+    weight_decay: float,
+    amsgrad: bool,
+    maximize: bool,
+    decoupled_weight_decay: bool,
+) -> None:
+    """The same step by torch's fused Adam/AdamW kernel (``torch.optim.Adam(fused=True)``)."""
+    beta1, beta2 = betas
+    torch_adam.adam(
+        params,
+        grads,
+        [state["exp_avg"] for state in states],
+        [state["exp_avg_sq"] for state in states],
+        [state["max_exp_avg_sq"] for state in states] if amsgrad else [],
+        fused_steps(params, states),
+        fused=True,
+        decoupled_weight_decay=decoupled_weight_decay,
+        amsgrad=amsgrad,
+        beta1=beta1,
+        beta2=beta2,
+        lr=lr,
+        weight_decay=weight_decay,
+        eps=eps,
+        maximize=maximize,
+    )
+
+
 class Adam(Optimizer):
     """Adam, a drop-in for ``torch.optim.Adam`` (signature, defaults, float results).
 
@@ -78,6 +114,7 @@ class Adam(Optimizer):
     init_state = staticmethod(init_state)
     update = staticmethod(update)
     elementwise = True
+    fused_kernel = staticmethod(fused_update)
     checked_nonnegative = (
         "lr",
         "eps",

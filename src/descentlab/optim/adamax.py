@@ -77,6 +77,7 @@ class Adamax(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
         capturable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -84,7 +85,7 @@ class Adamax(Optimizer):
             eps=eps,
             weight_decay=weight_decay,
             maximize=maximize,
-            **torch_flags("Adamax", foreach, capturable, differentiable),
+            **torch_flags("Adamax", foreach, capturable, differentiable, fused),
         )
         super().__init__(params, defaults)
 

@@ -82,7 +82,7 @@ def update(
         step = advance(state)
         eta, mu, ax = state["eta"], state["mu"], state["ax"]
 
-        if numbers_only and eta.dim() == 0:
+        if numbers_only and eta.dim() == 0 and not torch.compiler.is_compiling():
             eta_value = eta.item()  # torch steps with Python numbers read from the state
             param.mul_(1 - lambd * eta_value)
             param.add_(grad, alpha=-eta_value)
@@ -90,7 +90,7 @@ def update(
             param.mul_(1 - lambd * eta)
             _hyper.add_(param, grad, -eta)
 
-        if mu.dim() == 0:
+        if mu.dim() == 0 and not torch.compiler.is_compiling():
             if mu.item() != 1:
                 ax.add_(param.sub(ax).mul_(mu))
             else:
@@ -99,7 +99,7 @@ def update(
             ax.copy_(torch.where(mu == 1, param, ax + (param - ax) * mu))
 
         _store(state, "eta", lr / ((1 + lambd * lr * step) ** alpha))
-        if isinstance(t0, Tensor):
+        if isinstance(t0, Tensor) or isinstance(step, Tensor):
             _store(state, "mu", 1 / torch.clamp(step - t0, min=1))
         else:
             _store(state, "mu", 1 / max(1, step - t0))
@@ -136,6 +136,8 @@ class ASGD(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
         capturable: bool = False,
+        *,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -144,7 +146,7 @@ class ASGD(Optimizer):
             t0=t0,
             weight_decay=weight_decay,
             maximize=maximize,
-            **torch_flags("ASGD", foreach, capturable, differentiable),
+            **torch_flags("ASGD", foreach, capturable, differentiable, fused),
         )
         super().__init__(params, defaults)
 

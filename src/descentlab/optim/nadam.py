@@ -111,6 +111,7 @@ class NAdam(Optimizer):
         maximize: bool = False,
         capturable: bool = False,
         differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -120,7 +121,7 @@ class NAdam(Optimizer):
             momentum_decay=momentum_decay,
             decoupled_weight_decay=decoupled_weight_decay,
             maximize=maximize,
-            **torch_flags("NAdam", foreach, capturable, differentiable),
+            **torch_flags("NAdam", foreach, capturable, differentiable, fused),
         )
         super().__init__(params, defaults)
 

@@ -107,6 +107,7 @@ class RAdam(Optimizer):
         maximize: bool = False,
         capturable: bool = False,
         differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -115,7 +116,7 @@ class RAdam(Optimizer):
             weight_decay=weight_decay,
             decoupled_weight_decay=decoupled_weight_decay,
             maximize=maximize,
-            **torch_flags("RAdam", foreach, capturable, differentiable),
+            **torch_flags("RAdam", foreach, capturable, differentiable, fused),
         )
         super().__init__(params, defaults)
 

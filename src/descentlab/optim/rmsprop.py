@@ -106,6 +106,8 @@ class RMSprop(Optimizer):
         foreach: bool | None = None,
         maximize: bool = False,
         differentiable: bool = False,
+        *,
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -115,7 +117,7 @@ class RMSprop(Optimizer):
             momentum=momentum,
             centered=centered,
             maximize=maximize,
-            **torch_flags("RMSprop", foreach, capturable, differentiable),
+            **torch_flags("RMSprop", foreach, capturable, differentiable, fused),
         )
         super().__init__(params, defaults)
 

@@ -221,6 +221,7 @@ class Rprop(Optimizer):
         maximize: bool = False,
         differentiable: bool = False,
         variant: str = "irprop-",
+        fused: bool | None = None,
     ) -> None:
         defaults = dict(
             lr=lr,
@@ -228,7 +229,7 @@ class Rprop(Optimizer):
             step_sizes=tuple(step_sizes) if isinstance(step_sizes, list) else step_sizes,
             maximize=maximize,
             variant=variant,
-            **torch_flags("Rprop", foreach, capturable, differentiable),
+            **torch_flags("Rprop", foreach, capturable, differentiable, fused),
         )
         super().__init__(params, defaults)
 

@@ -40,7 +40,7 @@ from torch import Tensor
 from . import _hyper
 from ._base import Optimizer, speed_flags
 from ._hyper import Hyper
-from ._state import advance, step_counter
+from ._state import advance, count, step_counter
 from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
 _PAPER = Paper(
@@ -84,7 +84,7 @@ def averaging_weight(state: dict[str, Any], lr: Hyper, r: Hyper, weight_lr_power
     ``lr`` is this step's (warmed-up) step size. Weights grow as :math:`t^r \\gamma_{\\max}^p`, so
     steps taken during warmup count less than later ones.
     """
-    step = state["step"].item()
+    step = count(state["step"])
     previous = state["lr_max"]
     if isinstance(lr, Tensor) or isinstance(previous, Tensor):
         lr_max = torch.maximum(
@@ -103,8 +103,12 @@ def averaging_weight(state: dict[str, Any], lr: Hyper, r: Hyper, weight_lr_power
     return weight / weight_sum if weight_sum != 0 else 0.0
 
 
-def warmup_factor(step: float, warmup_steps: int) -> float:
+def warmup_factor(step: float | Tensor, warmup_steps: int) -> float | Tensor:
     """:math:`\\min(1, t / T_{warmup})` for the t-th step (t counts from 1)."""
+    if warmup_steps == 0:
+        return 1.0
+    if isinstance(step, Tensor):
+        return torch.clamp(step / warmup_steps, max=1.0)
     return step / warmup_steps if step <= warmup_steps else 1.0
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch.optim.sgd as torch_sgd
 from torch import Tensor
 
 from . import _hyper
@@ -58,6 +59,37 @@ def update(
         _hyper.add_(param, grad, -lr)
 
 
+def fused_update(
+    params: list[Tensor],
+    grads: list[Tensor],
+    states: list[dict[str, Any]],
+    *,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    weight_decay: float,
+    nesterov: bool,
+    maximize: bool,
+) -> None:
+    """The same step by torch's fused SGD kernel (``torch.optim.SGD(fused=True)``)."""
+    buffers = [state["momentum_buffer"] for state in states]
+    torch_sgd.sgd(
+        params,
+        grads,
+        buffers,  # torch fills None entries with new buffers on the first step
+        fused=True,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        lr=lr,
+        dampening=dampening,
+        nesterov=nesterov,
+        maximize=maximize,
+    )
+    if momentum != 0:
+        for state, buffer in zip(states, buffers, strict=True):
+            state["momentum_buffer"] = buffer
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent, optionally with momentum or Nesterov momentum.
 
@@ -68,6 +100,7 @@ class SGD(Optimizer):
     init_state = staticmethod(init_state)
     update = staticmethod(update)
     elementwise = True
+    fused_kernel = staticmethod(fused_update)
     checked_nonnegative = (
         "lr",
         "momentum",

@@ -1,0 +1,157 @@
+"""fused=True: torch's fused kernels for Adam, AdamW, SGD and Adagrad (equal to torch's fused
+path), and the compiled update for every other elementwise algorithm (equal to eager to float32
+rounding, compiled once). Tests that compile are marked ``compile`` (``pytest -m compile``)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch._dynamo.utils
+from harness import wavy_loss
+
+import descentlab.optim as optim
+from descentlab.optim import _fused
+
+SHAPES = [(3, 4), (5,), (2, 3)]
+
+
+def _params(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [(torch.rand(shape, generator=generator) * 2 - 1).requires_grad_() for shape in SHAPES]
+
+
+def _train(make, steps, params=None, schedule=False, after_step=None):
+    params = params or _params()
+    optimizer = make(params)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 7, 0.8) if schedule else None
+    for step in range(steps):
+        optimizer.zero_grad()
+        sum(wavy_loss(p.reshape(-1)) * (i + 1) for i, p in enumerate(params)).backward()
+        optimizer.step()
+        if scheduler:
+            scheduler.step()
+        if after_step:
+            after_step(step + 1)
+    return params, optimizer
+
+
+TORCH_KERNELS = [
+    ("Adam", {"lr": 0.01, "weight_decay": 0.1, "amsgrad": True, "maximize": True}),
+    ("Adam", {"lr": 0.02}),
+    ("AdamW", {"lr": 0.01, "weight_decay": 0.05}),
+    ("SGD", {"lr": 0.01, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
+    ("SGD", {"lr": 0.01, "momentum": 0.5, "dampening": 0.2}),
+    ("SGD", {"lr": 0.01}),
+    ("Adagrad", {"lr": 0.1, "lr_decay": 0.01, "weight_decay": 0.01}),
+]
+
+
+@pytest.mark.parametrize(("name", "settings"), TORCH_KERNELS, ids=[n for n, _ in TORCH_KERNELS])
+def test_torch_kernels_equal_torch_fused_path(name, settings):
+    ours, ours_optimizer = _train(lambda p: getattr(optim, name)(p, fused=True, **settings), 15)
+    theirs, _ = _train(lambda p: getattr(torch.optim, name)(p, fused=True, **settings), 15)
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+    eager, _ = _train(lambda p: getattr(optim, name)(p, **settings), 15)
+    for a, b in zip(ours, eager, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert not _fused._COMPILED or all(
+        update is not getattr(optim, name).update for update in _fused._COMPILED
+    )
+
+
+def test_torch_state_dict_of_a_fused_run_resumes_ours():
+    theirs, torch_optimizer = _train(lambda p: torch.optim.Adam(p, lr=0.01, fused=True), 5)
+    mine = [p.detach().clone().requires_grad_() for p in theirs]
+    optimizer = optim.Adam(mine, lr=0.01, fused=True)
+    optimizer.load_state_dict(copy.deepcopy(torch_optimizer.state_dict()))
+    _train(lambda p: optimizer, 5, params=mine)
+    _train(lambda p: torch_optimizer, 5, params=theirs)
+    for a, b in zip(mine, theirs, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_default_path_compiles_nothing():
+    torch._dynamo.utils.counters.clear()
+    for key in ("rmsprop", "yogi", "adam"):
+        _train(lambda p, key=key: optim.create(key, p), 3)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 0
+
+
+def test_missing_compiler_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(_fused, "_COMPILER_FOUND", set())
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", ("no-such-compiler-here",))
+    with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler"):
+        _train(lambda p: optim.RMSprop(p, fused=True), 2)
+
+
+def test_fused_must_be_a_flag():
+    with pytest.raises(TypeError, match="fused must be True, False or None"):
+        optim.Yogi(_params(), fused=1)
+
+
+# ----------------------------------------------------------------------------- compiled
+
+
+#: A representative few (each compiles for 5-30 s): adaptive, sign-based, where-based, averaged.
+COMPILED = [
+    ("rmsprop", {"centered": True, "momentum": 0.5}),
+    ("yogi", {}),
+    ("nadam", {}),
+    ("quickprop", {}),
+    ("asgd", {"t0": 5}),
+    ("schedulefree_adamw", {"warmup_steps": 5}),
+]
+
+
+def _unique_graphs():
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize(("key", "settings"), COMPILED, ids=[k for k, _ in COMPILED])
+def test_compiled_update_equals_eager_and_compiles_once(key, settings):
+    entry = optim.spec(key)
+
+    def make(fused):
+        return lambda p: entry.factory(p, **{**entry.defaults, **settings}, fused=fused)
+
+    eager, _ = _train(make(False), 100, schedule=True)
+    torch._dynamo.utils.counters.clear()
+    graphs = {}
+    params, _ = _train(
+        make(True),
+        100,
+        schedule=True,
+        after_step=lambda step: graphs.setdefault(step, _unique_graphs()),
+    )
+    # Step 1 runs eagerly (it creates state), step 2 compiles, the rest reuse it while the
+    # scheduler changes lr every 7 steps.
+    assert graphs[1] == 0 and graphs[2] == 1
+    assert graphs[100] == 1, "recompiled after the first compiled step"
+    assert not torch._dynamo.utils.counters["graph_break"]
+    for a, b in zip(params, eager, strict=True):
+        assert ((a - b).abs().max() / b.abs().max()).item() < 1e-6
+
+
+@pytest.mark.compile
+def test_tensor_hyperparameters_compile_for_torch_kernel_algorithms():
+    """Adam with per-run lr on stacked runs cannot take torch's kernel: it compiles ours."""
+    lr = torch.tensor([[1e-3], [1e-2], [3e-2]])
+
+    def run(fused):
+        stacked = torch.linspace(-1, 1, 12).reshape(3, 4).requires_grad_()
+        optimizer = optim.Adam([{"params": [stacked], "stack_dims": 1}], lr=lr, fused=fused)
+        for _ in range(30):
+            optimizer.zero_grad()
+            wavy_loss(stacked).sum().backward()
+            optimizer.step()
+        return stacked.detach()
+
+    eager = run(False)
+    torch._dynamo.utils.counters.clear()
+    fused = run(True)
+    assert _unique_graphs() == 1
+    torch.testing.assert_close(fused, eager, rtol=1e-6, atol=1e-7)
