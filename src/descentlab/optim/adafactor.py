@@ -112,8 +112,11 @@ def update(
     }
     # torch's path: Python-number arithmetic on .item() values, which we follow exactly when
     # there is one run and every hyperparameter is a number.
-    as_torch = stack_dims == 0 and not any(
-        isinstance(value, Tensor) for value in hyperparameters.values()
+    # (Not while torch.compile traces: .item() would break its graph.)
+    as_torch = (
+        stack_dims == 0
+        and not any(isinstance(value, Tensor) for value in hyperparameters.values())
+        and not torch.compiler.is_compiling()
     )
     decay = _hyper.is_nonzero(weight_decay)
     for param, grad, state in zip(params, grads, states, strict=True):
@@ -130,7 +133,12 @@ def update(
             rho = min(lr, largest_rho)
             alpha = max(eps2, param.norm(2).item() / (run_size**0.5)) * rho
         else:
-            rho = lr.clamp(max=largest_rho) if isinstance(lr, Tensor) else min(lr, largest_rho)
+            if isinstance(lr, Tensor):
+                rho = lr.clamp(max=largest_rho)
+            elif isinstance(largest_rho, Tensor):  # a traced step count
+                rho = largest_rho.clamp(max=lr)
+            else:
+                rho = min(lr, largest_rho)
             param_rms = slice_norm(param, stack_dims) / (run_size**0.5)
             alpha = torch.clamp(param_rms, min=eps2) * rho
 

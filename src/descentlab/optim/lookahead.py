@@ -69,7 +69,14 @@ def update(
     """
     del grads
     for param, state in zip(params, states, strict=True):
-        if advance(state) % k == 0:
+        step = advance(state)
+        if isinstance(step, Tensor):
+            # A count traced by torch.compile: the same update without a data-dependent branch.
+            synchronize = step % k == 0
+            slow = state["slow_param"]
+            slow.copy_(torch.where(synchronize, slow.lerp(param, alpha), slow))
+            param.copy_(torch.where(synchronize, slow, param))
+        elif step % k == 0:
             slow = state["slow_param"]
             slow.lerp_(param, fit(alpha, param, stack_dims))
             param.copy_(slow)

@@ -127,32 +127,39 @@ def update_groups(groups: list[Group]) -> None:
     first_params, _, _, first = groups[0]
     # The estimate is carried in every parameter's state; a parameter that missed steps (no
     # gradient) holds an older copy, so read it from the state that has taken the most steps.
-    latest = max(
-        (state for _, _, states, _ in groups for state in states),
-        key=lambda state: state["step"].item(),
-    )
+    all_states = [state for _, _, states, _ in groups for state in states]
+    compiling = torch.compiler.is_compiling()
+    if compiling:
+        d_latest, numerator_latest = _latest_traced(all_states)
+    else:
+        latest = max(all_states, key=lambda state: state["step"].item())
+        d_latest, numerator_latest = latest["d"], latest["d_numerator"]
     stack_dims = first["stack_dims"]
     beta3 = first["beta3"]
     if beta3 is None:
         beta3 = first["betas"][1] ** 0.5
-    numbers = stack_dims == 0 and not any(
-        isinstance(value, Tensor)
-        for *_, settings in groups
-        for key in ("lr", "betas", "beta3", "eps", "weight_decay", "d0", "d_coef")
-        for value in (settings[key] if key == "betas" else (settings[key],))
+    numbers = (
+        not compiling
+        and stack_dims == 0
+        and not any(
+            isinstance(value, Tensor)
+            for *_, settings in groups
+            for key in ("lr", "betas", "beta3", "eps", "weight_decay", "d0", "d_coef")
+            for value in (settings[key] if key == "betas" else (settings[key],))
+        )
     )
     like = first_params[0]
     if numbers:
         # One run, plain-number settings: d and every coefficient as Python numbers, so the
         # passes over the parameters take torch's fused scalar forms (alpha=, value=).
         d0_run, coef_run, beta3_run = first["d0"], first["d_coef"], beta3
-        d = latest["d"].item()
+        d = d_latest.item()
     else:
         d0_run = per_run("d0", first["d0"], like, stack_dims)
         coef_run = per_run("d_coef", first["d_coef"], like, stack_dims)
         beta3_run = per_run("beta3", beta3, like, stack_dims)
-        d = latest["d"]
-    numerator = latest["d_numerator"] * beta3_run
+        d = d_latest
+    numerator = numerator_latest * beta3_run
     denominator = torch.zeros_like(numerator)
     step_sizes = []
     for params, grads, states, settings in groups:
@@ -189,6 +196,18 @@ def update_groups(groups: list[Group]) -> None:
                 param.mul_(1 - weight_decay * size)
             denom = state["exp_avg_sq"].sqrt().add_(_each(d, param) * eps)
             _hyper.addcdiv_(param, state["exp_avg"], denom, -size)
+
+
+def _latest_traced(states: list[dict[str, Any]]) -> tuple[Tensor, Tensor]:
+    """``d`` and ``d_numerator`` of the state with the most steps, without ``.item()`` (which
+    would break a torch.compile graph); eager code picks the state in Python instead."""
+    step, d, numerator = states[0]["step"], states[0]["d"], states[0]["d_numerator"]
+    for state in states[1:]:
+        newer = state["step"] > step
+        step = torch.maximum(step, state["step"])
+        d = torch.where(newer, state["d"], d)
+        numerator = torch.where(newer, state["d_numerator"], numerator)
+    return d, numerator
 
 
 class Prodigy(Optimizer):
