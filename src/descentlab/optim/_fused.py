@@ -19,8 +19,9 @@ because that step creates state (SGD's momentum buffer) and would otherwise chan
 The results equal the eager update's to float32 rounding (the compiled code computes the scalar
 factors in float64 tensors and may reorder multiplications).
 
-The first compiled step costs what Inductor needs to generate and build the code: 5 to 30 s per
-algorithm and layout on a 2-core CPU. torch.compile needs a C++ compiler on the CPU and Triton on
+The first compiled step costs what Inductor needs to generate and build the code, once per
+algorithm and layout, and it grows with the number of tensors (the loop over the parameters is
+unrolled): 5 to 30 s for a few tensors, about a minute for 100 tensors on a 2-core CPU. torch.compile needs a C++ compiler on the CPU and Triton on
 CUDA; without one, the first step says so.
 """
 
