@@ -82,9 +82,9 @@ def test_default_path_compiles_nothing():
 
 def test_missing_compiler_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(_fused, "_COMPILER_FOUND", set())
-    with torch._inductor.config.patch({"cpp.cxx": ("no-such-compiler-here",)}):
-        with pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler"):
-            _train(lambda p: optim.RMSprop(p, fused=True), 2)
+    no_compiler = torch._inductor.config.patch({"cpp.cxx": ("no-such-compiler-here",)})
+    with no_compiler, pytest.raises(RuntimeError, match="needs a C\\+\\+ compiler"):
+        _train(lambda p: optim.RMSprop(p, fused=True), 2)
 
 
 def test_fused_must_be_a_flag():
