@@ -55,6 +55,7 @@ class _Runner:
         # A fresh leaf, not a view: a view leaf read through a view made before an in-place
         # step gives autograd stale gradients (line searches evaluate several points per step).
         self.position = starts.reshape(shape).clone().requires_grad_(True)
+        self.starts = starts
         self.optimizer = entry.spec.factory(
             [{"params": [self.position], "stack_dims": 1}], **kwargs
         )
@@ -70,6 +71,16 @@ class _Runner:
         ).reshape(runs, dim)
         if self.direct:
             self.state = self.optimizer.state_of(self.position, self.group)
+            self.prepare()
+
+    def prepare(self) -> None:
+        """The update and its arguments for this runner's one parameter, computed once (again
+        only when a schedule changes the learning rate): the per-step cost is the update alone."""
+        optimizer, params = self.optimizer, [self.position]
+        self.arguments = optimizer.hyperparameters(
+            self.group, optimizer._update_keys, self.position
+        )
+        self.update = optimizer.update_for(self.group, params, self.arguments)
 
 
 def _repeat_runs(value: Any, replicas: int) -> Any:
@@ -154,12 +165,27 @@ def race(
     limit = DIVERGENCE_SPAN * half_span
     noise_generator = torch.Generator().manual_seed(seed + 1)
 
+    direct = [runner for runner in runners if runner.direct]
     for step in range(steps):
         noise_scale = noise * (_factor(noise_schedule, step) if noise_schedule else 1.0)
-        for runner, recorder in zip(runners, recorders, strict=True):
-            if schedule is not None and runner.base_lr is not None:
-                runner.optimizer.param_groups[0]["lr"] = runner.base_lr * _factor(schedule, step)
-            loss, grad = _step(runner, surface, noise_scale, noise_generator, clip)
+        if schedule is not None:
+            for runner in runners:
+                if runner.base_lr is not None:
+                    runner.group["lr"] = runner.base_lr * _factor(schedule, step)
+                    if runner.direct:
+                        runner.prepare()
+        # Noise is drawn in runner order, whichever path a runner takes, so a seed means one race.
+        noises = [_noise(runner, noise_scale, noise_generator) for runner in runners]
+        evaluated = _evaluate(direct, surface)
+        for runner, recorder, drawn in zip(runners, recorders, noises, strict=True):
+            if runner.direct:
+                loss, grad = evaluated[runner]
+                _perturb(grad, drawn, noise_scale, clip)
+                with torch.no_grad():
+                    runner.update([runner.position], [grad], [runner.state], **runner.arguments)
+                grad = grad.reshape(loss.shape[0], -1)
+            else:
+                loss, grad = _step(runner, surface, drawn, noise_scale, clip)
             if constraint is not None:
                 with torch.no_grad():
                     constraint.project_(runner.position)
@@ -178,17 +204,23 @@ def race(
     )
 
 
-def _step(runner: _Runner, surface, noise_scale: float, generator, clip: float | None):
-    """One optimizer step for all of an entry's runs: (per-run loss before it, the gradient)."""
+def _evaluate(direct: list[_Runner], surface) -> dict[_Runner, tuple[Tensor, Tensor]]:
+    """Loss and gradient of every direct runner's runs from ONE evaluation of the landscape and
+    ONE backward pass over all of them (their runs are independent rows): per runner, the loss
+    before the step (R,) and the gradient shaped like its position."""
+    if not direct:
+        return {}
+    points = [runner.position.reshape(runner.position.shape[0], -1) for runner in direct]
+    losses = surface(torch.cat(points) if len(points) > 1 else points[0])
+    grads = torch.autograd.grad(losses.sum(), [runner.position for runner in direct])
+    pieces = torch.split(losses.detach(), [p.shape[0] for p in points])
+    return {runner: (loss, grad) for runner, loss, grad in zip(direct, pieces, grads, strict=True)}
+
+
+def _step(runner: _Runner, surface, noise: Tensor | None, scale: float, clip: float | None):
+    """One closure-driven step for all of an entry's runs: (per-run loss before it, the gradient)."""
     position, optimizer = runner.position, runner.optimizer
     points = position.reshape(position.shape[0], -1)
-    if runner.direct:
-        loss = surface(points)
-        (grad,) = torch.autograd.grad(loss.sum(), position)
-        _perturb(grad, noise_scale, generator, clip)
-        with torch.no_grad():
-            optimizer.apply_update(runner.group, [position], [grad], [runner.state])
-        return loss.detach(), grad.reshape(points.shape)
     evaluated: list[Tensor] = []
 
     def closure() -> Tensor:
@@ -196,7 +228,7 @@ def _step(runner: _Runner, surface, noise_scale: float, generator, clip: float |
         loss = surface(points)
         loss.sum().backward(create_graph=runner.second_order)
         if not runner.second_order:
-            _perturb(position.grad, noise_scale, generator, clip)
+            _perturb(position.grad, noise, scale, clip)
         if not evaluated:
             evaluated.append(loss.detach())
             evaluated.append(position.grad.detach().reshape(points.shape).clone())
@@ -210,9 +242,18 @@ def _step(runner: _Runner, surface, noise_scale: float, generator, clip: float |
     return evaluated[0], evaluated[1]
 
 
-def _perturb(grad: Tensor, noise_scale: float, generator, clip: float | None) -> None:
-    if noise_scale > 0:
-        grad.add_(torch.randn(grad.shape, generator=generator, dtype=grad.dtype), alpha=noise_scale)
+def _noise(runner: _Runner, scale: float, generator) -> Tensor | None:
+    """This step's standard normal gradient noise for a runner (None without noise, or for
+    second-order runs)."""
+    if scale <= 0 or runner.second_order:
+        return None
+    shape, dtype = runner.position.shape, runner.position.dtype
+    return torch.randn(shape, generator=generator, dtype=dtype)
+
+
+def _perturb(grad: Tensor, noise: Tensor | None, scale: float, clip: float | None) -> None:
+    if noise is not None:
+        grad.add_(noise, alpha=scale)
     if clip is not None:
         norm = _stack.slice_norm(grad, 1)
         grad.mul_((clip / (norm + 1e-6)).clamp_(max=1.0))

@@ -246,6 +246,8 @@ class Optimizer(torch.optim.Optimizer):
         stack_dims = group.get("stack_dims", 0)
         if self.couples_parameters or not stack_dims:
             return [(None, everyone)]
+        if len(params) == 1:  # one parameter (the lab's races): shape everything against it
+            return [(params[0], everyone)]
         stack = params[0].shape[:stack_dims]
         if not any(is_per_run(group.get(key), stack) for key in self._update_keys):
             return [(None, everyone)]
