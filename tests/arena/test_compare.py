@@ -124,3 +124,35 @@ def test_the_tpe_search_spends_the_budget_on_every_tuned_hyperparameter():
     assert len({run.hyperparameters["beta1"] for run in tune}) == 3
     again = arena.compare("toy2d", optimizers="adam", budget=3, seeds=1, search="tpe", **FAST)
     assert [r.hyperparameters for r in again.runs] == [r.hyperparameters for r in first.runs]
+
+
+def test_a_trial_taken_by_a_worker_that_died_before_its_first_heartbeat_is_run(
+    tmp_path, monkeypatch
+):
+    """The window between taking a trial and its first beat: the trial is adopted, goes stale
+    and is retried, so the comparison still completes every planned trial exactly once."""
+    from optuna.trial import TrialState
+
+    from descentlab.arena import study
+
+    monkeypatch.setattr(study, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(study, "GRACE_SECONDS", 2)
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    arguments = {"optimizers": "adam", "budget": 2, "seeds": 1, "storage": url, **FAST}
+    original, deserted = study.create_or_load, []
+
+    def create_and_desert(storage, name, items, seed=0):
+        created = original(storage, name, items, seed)
+        if not deserted:  # the first worker takes a trial and dies before any heartbeat
+            deserted.append(name)
+            created.ask()
+            raise KeyboardInterrupt
+        return created
+
+    monkeypatch.setattr(study, "create_or_load", create_and_desert)
+    with pytest.raises(KeyboardInterrupt):
+        arena.compare("toy2d", **arguments)
+    result = arena.compare("toy2d", **arguments)
+    trials = study.optuna.load_study(study_name=deserted[0], storage=url).get_trials()
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 3 == len(result.runs)
+    assert [t.number for t in trials if t.state == TrialState.FAIL] == [0]  # deserted, retried

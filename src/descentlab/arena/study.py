@@ -16,6 +16,7 @@ optimizer's tuning trials are complete; a worker holding one meanwhile takes oth
 from __future__ import annotations
 
 import contextlib
+import datetime
 import hashlib
 import json
 import math
@@ -132,6 +133,7 @@ class _Heartbeat:
     def __init__(self, study: optuna.Study) -> None:
         self.storage = study._storage
         self.held: set[int] = set()
+        self.adopted: set[int] = set()
         self.lock = threading.Lock()
         self.stop = threading.Event()
         # Optuna wraps an RDB storage in a cache that beats through to it: ask the storage.
@@ -154,6 +156,25 @@ class _Heartbeat:
             self.held.add(trial._trial_id)
         if self.enabled:
             self.storage.record_heartbeat(trial._trial_id)
+
+    def adopt_silent(self, study: optuna.Study) -> None:
+        """Beat once for every running trial that is not ours and older than the grace period.
+
+        A worker killed between taking a trial and its first beat leaves a running trial with no
+        heartbeat, which Optuna never calls stale. One beat recorded for it here makes it stale one
+        grace period later if its worker is dead; a live worker's own beats keep it fresh.
+        """
+        now = datetime.datetime.now()
+        with self.lock:
+            mine = set(self.held)
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            old = trial.datetime_start is not None and (
+                (now - trial.datetime_start).total_seconds() > GRACE_SECONDS
+            )
+            if old and trial._trial_id not in mine and trial._trial_id not in self.adopted:
+                self.adopted.add(trial._trial_id)
+                with contextlib.suppress(Exception):  # it finished meanwhile: nothing to do
+                    self.storage.record_heartbeat(trial._trial_id)
 
     def release(self, trial: optuna.Trial) -> None:
         with self.lock:
@@ -235,6 +256,7 @@ def work(
     try:
         while True:
             if heartbeat.enabled:
+                heartbeat.adopt_silent(study)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     fail_stale_trials(study)  # the trials of dead workers, enqueued again
