@@ -57,8 +57,6 @@ class ClipRenderer:
             [race.start],
             race.steps,
         )
-        if result.landscape.dim != 2:
-            raise ClipError(f"lesson {lesson.slug!r}: clips are drawn for 2-D landscapes only")
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_suffix(".part.mp4")
         animate(result, partial, fps=15)

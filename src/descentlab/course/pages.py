@@ -20,7 +20,7 @@ from ..plots.palette import colour
 from . import playground as playground_query
 from .api import MAX_RACERS, MAX_STEPS, numeric_hyperparameters
 from .clips import ClipError
-from .content import SLIDER_SCALES, Course, Lesson, resolve_landscape
+from .content import SLIDER_SCALES, Course, Lesson
 from .rendering import to_mathml
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -83,9 +83,8 @@ def widget_config(lesson: Lesson) -> dict[str, Any] | None:
 
 
 def _has_clip(lesson: Lesson) -> bool:
-    """The lab's animation draws 2-D landscapes; a 1-D race has its live widget only."""
-    race = lesson.front.race
-    return race is not None and resolve_landscape(race.landscape).dim == 2
+    """Every lesson with a race has its clip (the lab animates 1-D curves and 2-D landscapes)."""
+    return lesson.front.race is not None
 
 
 def build_router() -> APIRouter:

@@ -37,8 +37,8 @@ def animate(result, out: str | Path, fps: int = 20, size=(6.4, 5.2), dpi: int = 
     suffix = out.suffix.lower()
     if suffix not in (".gif", ".mp4"):
         raise ValueError(f"animations are .gif or .mp4, got {out.name!r}")
-    if result.landscape.dim != 2:
-        raise ValueError("animations need a 2-D landscape")
+    if result.landscape.dim not in (1, 2):
+        raise ValueError("animations draw 1-D curves and 2-D landscapes")
     if suffix == ".mp4":
         binary = ffmpeg_path()
         if binary is None:
@@ -50,9 +50,14 @@ def animate(result, out: str | Path, fps: int = 20, size=(6.4, 5.2), dpi: int = 
 
     figure = plt.figure(figsize=size, layout="constrained")
     ax = figure.add_subplot()
-    draw_landscape(ax, result.landscape)
     drawn = _drawn_runs(result)
     labels = _labels(result, drawn)
+    if result.landscape.dim == 1:
+        # A curve: each run is a point sliding along f, its trail the points it has visited.
+        trace = _draw_curve(ax, result)
+    else:
+        draw_landscape(ax, result.landscape)
+        trace = lambda i, step: result.path[: step + 1, i].numpy()  # noqa: E731
     trails, heads = [], []
     for i in drawn:
         tone = colour(result.runs[i].optimizer)
@@ -67,7 +72,7 @@ def animate(result, out: str | Path, fps: int = 20, size=(6.4, 5.2), dpi: int = 
 
     def draw(step: int):
         for trail, head, i in zip(trails, heads, drawn, strict=True):
-            path = result.path[: step + 1, i].numpy()
+            path = trace(i, step)
             trail.set_data(path[:, 0], path[:, 1])
             head.set_data(path[-1:, 0], path[-1:, 1])
         ax.set_title(f"{title}: step {step}")
@@ -77,3 +82,23 @@ def animate(result, out: str | Path, fps: int = 20, size=(6.4, 5.2), dpi: int = 
     movie.save(out, writer=writer, dpi=dpi)
     plt.close(figure)
     return out
+
+
+def _draw_curve(ax, result):
+    """Draw f over the domain (with the minima marked); return (run, step) -> visited (x, f(x))."""
+    import numpy
+    import torch
+
+    surface = result.landscape
+    low, high = surface.domain[0]
+    xs = torch.linspace(low, high, 400, dtype=result.path.dtype).reshape(-1, 1)
+    with torch.no_grad():
+        ax.plot(xs[:, 0].numpy(), surface(xs).numpy(), color="0.35", lw=1.2)
+        heights = surface(result.path.reshape(-1, 1)).reshape(result.path.shape[:2]).numpy()
+    for minimum in surface.minima:
+        ax.plot([minimum.location[0]], [minimum.value], "*", color="gold", ms=12, mec="k", zorder=5)
+    ax.set_xlim(low, high)
+    ax.set_xlabel("x")
+    ax.set_ylabel("f(x)")
+    positions = result.path[..., 0].numpy()
+    return lambda i, step: numpy.stack([positions[: step + 1, i], heights[: step + 1, i]], axis=1)
