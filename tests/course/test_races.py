@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 
 import pytest
 import torch
 
-from descentlab.course.races import Racer, RaceRequest, RaceService, _significant, run_batch
+from descentlab import lab
+from descentlab.course.races import Racer, RaceRequest, RaceService, run_batch
 
 
 def request(lr: float, start: tuple[float, float], landscape: str = "ravine", steps: int = 80):
@@ -32,6 +32,33 @@ def test_a_shared_batch_equals_each_request_alone():
             assert run_shared["path"][-1] == pytest.approx(
                 run_alone["path"][-1], rel=1e-5, abs=1e-6
             )
+
+
+def test_requests_with_different_optimizers_share_one_race_per_landscape_and_equal_each_alone():
+    mixed = [
+        RaceRequest("ravine", (-2.0, 1.0), 60, (Racer("sgd", (("lr", 0.3),)),)),
+        RaceRequest(
+            "ravine", (1.5, -0.5), 60,
+            (Racer("momentum", (("lr", 0.05),)), Racer("adam", (("lr", 0.1),)), Racer("newton", ())),
+        ),
+        RaceRequest("ravine", (0.5, 0.8), 60, (Racer("sgd", (("lr", 0.1),)), Racer("adam", ()))),
+    ]  # fmt: skip
+    together = run_batch(mixed)
+    for single, shared in zip(mixed, together, strict=True):
+        alone = run_batch([single])[0]
+        assert [run["optimizer"] for run in shared["runs"]] == [r.key for r in single.racers]
+        for run_alone, run_shared in zip(alone["runs"], shared["runs"], strict=True):
+            assert torch.allclose(
+                torch.tensor(run_shared["path"]), torch.tensor(run_alone["path"]), 1e-5, 1e-6
+            )
+
+
+def test_an_optimizer_the_lab_refuses_fails_only_its_own_requests():
+    refused = RaceRequest("ravine", (-2.0, 1.0), 30, (Racer("sgd", (("lr", -1.0),)),))
+    fine = RaceRequest("ravine", (1.0, 1.0), 30, (Racer("adam", (("lr", 0.1),)),))
+    answers = run_batch([refused, fine])
+    assert isinstance(answers[0], ValueError) and "lr" in str(answers[0])
+    assert answers[1]["runs"][0]["final_loss"] < 0.2
 
 
 def test_a_bad_request_fails_alone():
@@ -60,14 +87,25 @@ def test_concurrent_requests_are_gathered_into_few_batches_and_cached():
     assert decoded["runs"][1]["path"][-1] == pytest.approx(alone["runs"][1]["path"][-1], rel=1e-5)
 
 
-def test_paths_are_sent_with_seven_significant_digits():
-    values = torch.tensor(
-        [0.45, -2.799999952316284, 1.234567891e-9, 123456789.0, 0.0, float("nan")]
-    )
-    rounded = _significant(values).tolist()
-    assert rounded[:5] == [0.45, -2.8, 1.234568e-9, 123456800.0, 0.0]
-    assert math.isnan(rounded[5])
-    assert [repr(v) for v in rounded[:3]] == ["0.45", "-2.8", "1.234568e-09"]
+def test_paths_are_sent_as_the_labs_float32_values_in_their_shortest_form():
+    sent = RaceRequest("ravine", (-2.8, 1.0), 50, (Racer("sgd", (("lr", 0.45),)),))
+    raw = RaceService().answer_batch([sent])[0]
+    answer = json.loads(raw)["runs"][0]
+    expected = lab.race("ravine", [("sgd", {"lr": 0.45})], [[-2.8, 1.0]], 50)
+    assert torch.equal(torch.tensor(answer["path"], dtype=torch.float32), expected.path[:, 0])
+    assert torch.equal(torch.tensor(answer["loss"], dtype=torch.float32), expected.loss[:, 0])
+    assert b"[-2.8,1.0]" in raw  # the start, not -2.799999952316284
+    path_text = raw.decode().split('"path":')[1].split('"loss"')[0]
+    numbers = path_text.replace("[", ",").replace("]", ",").split(",")
+    assert max(len(n) for n in numbers) <= len("-1.23456789e-10")
+
+
+def test_a_diverging_run_sends_null_where_its_values_are_not_finite():
+    sent = RaceRequest("ravine", (-2.8, 1.0), 300, (Racer("sgd", (("lr", 5.0),)),))
+    answer = json.loads(RaceService().answer_batch([sent])[0])["runs"][0]
+    assert answer["diverged"] and answer["final_loss"] is None
+    assert answer["path"][-1][1] is None and answer["loss"][-1] is None  # y blew up
+    assert all(isinstance(value, float) for value in answer["path"][1])
 
 
 def test_moving_one_slider_recomputes_only_that_racer():

@@ -89,6 +89,19 @@ def test_sweep_crosses_starts_when_counts_differ():
     assert [r.optimizer for r in result.runs] == ["sgd"] * 6 + ["adam"] * 3
 
 
+def test_entries_with_their_own_starts_equal_separate_races():
+    own = [
+        ("sgd", {"lr": [0.1, 0.3]}, [[-2.0, 1.0], [1.0, -1.0]]),
+        ("adam", {"lr": 0.05}, [[0.5, 0.5], [2.0, 0.2], [-1.0, -1.0]]),
+        ("bfgs", {}, [[2.5, -1.5]]),
+    ]
+    shared = lab.race("ravine", own, steps=20)
+    assert [r.optimizer for r in shared.runs] == ["sgd"] * 2 + ["adam"] * 3 + ["bfgs"]
+    alone = [lab.race("ravine", [(key, hp)], starts, 20) for key, hp, starts in own]
+    assert torch.equal(shared.path, torch.cat([result.path for result in alone], dim=1))
+    assert [r.start for r in shared.runs] == [r.start for result in alone for r in result.runs]
+
+
 def test_divergence_is_marked_per_run_without_stopping_the_others():
     result = lab.race("ravine", [("sgd", {"lr": [0.1, 3.0]})], [[1.0, 1.0]], 100)
     assert result.diverged.tolist() == [False, True]

@@ -114,7 +114,10 @@ def race(
     Args:
         landscape: a registry name, an expression such as ``"x**2 + 10*sin(y)"``, or a Landscape.
         optimizers: names (``"adam"``, ``"sgd:lr=0.01"``) or ``(name, {hyperparameters})`` pairs; a
-            list or 1-D tensor of N values makes the entry N runs (see ``runs``).
+            list or 1-D tensor of N values makes the entry N runs (see ``runs``). A triple
+            ``(name, {hyperparameters}, starts)`` gives that entry its own starts instead of the
+            race's: entries with different numbers of runs then share one race (one landscape
+            evaluation per step for all of them).
         starts: ``"suggested"`` (the landscape's), ``"random:N"`` (uniform in the domain, seeded),
             a point, or a list/tensor of points.
         steps: optimizer steps per run.
@@ -142,8 +145,12 @@ def race(
     surface = _landscape(landscape)
     _check_arguments(steps, noise, clip, restarts, tolerance, dtype)
     generator = torch.Generator().manual_seed(seed)
-    start_points = resolve_starts(starts, surface, dtype, generator)
-    entries = [expand(item, start_points) for item in _as_list(optimizers)]
+    items = _as_list(optimizers)
+    # The race's starts are needed (and resolved) only when some entry has none of its own.
+    start_points = None
+    if not all(_own_starts(item) for item in items):
+        start_points = resolve_starts(starts, surface, dtype, generator)
+    entries = [_expand(item, start_points, surface, dtype, generator) for item in items]
     if not entries:
         raise ValueError("optimizers: give at least one optimizer")
     constraint: Constraint | None = resolve_constraint(project, surface, dtype)
@@ -202,6 +209,18 @@ def race(
     return RaceResult.assemble(
         surface, entries, recorders, restarts=restarts, tolerance=tolerance, steps=steps
     )
+
+
+def _own_starts(item: Any) -> bool:
+    return isinstance(item, tuple) and len(item) == 3
+
+
+def _expand(item: Any, race_starts: Tensor | None, surface, dtype, generator) -> Entry:
+    """One optimizer entry's runs, from the race's starts or from the entry's own."""
+    if _own_starts(item):
+        name, hyperparameters, own = item
+        return expand((name, hyperparameters), resolve_starts(own, surface, dtype, generator))
+    return expand(item, race_starts)
 
 
 def _evaluate(direct: list[_Runner], surface) -> dict[_Runner, tuple[Tensor, Tensor]]:
