@@ -28,7 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import aiohttp
 import httpx
+import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
 LANDSCAPES = {  # name: domain box to draw starts from (inside each landscape's own domain)
@@ -57,6 +59,9 @@ WIDGET = {
 }
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -78,20 +83,32 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-async def timed_post(client: httpx.AsyncClient, body: dict) -> tuple[float, str | None]:
+async def timed_post(client: aiohttp.ClientSession, body: dict) -> tuple[float, str | None]:
     """(seconds, None) for a complete answer, else (seconds, what went wrong)."""
     began = time.perf_counter()
     try:
-        answer = await client.post("/api/race", json=body)
-        if answer.status_code != 200:
-            problem = f"HTTP {answer.status_code}: {answer.text[:120]}"
-        elif len(answer.json()["runs"]) != len(body["optimizers"]):
+        async with client.post("/api/race", data=orjson.dumps(body), headers=JSON) as answer:
+            text = await answer.read()
+        if answer.status != 200:
+            problem = f"HTTP {answer.status}: {text[:120]!r}"
+        elif len(orjson.loads(text)["runs"]) != len(body["optimizers"]):
             problem = "wrong number of runs"
         else:
             problem = None
-    except (httpx.HTTPError, ValueError, KeyError) as error:
+    except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as error:
         problem = f"{type(error).__name__}: {error}"
     return time.perf_counter() - began, problem
+
+
+def session(url: str, connections: int) -> aiohttp.ClientSession:
+    """One keep-alive connection per client. aiohttp rather than httpx: at 200 concurrent
+    requests httpx's client used more of the two shared cores than the server did (profiled
+    with py-spy), so the load generator, not the server, set the latency."""
+    return aiohttp.ClientSession(
+        base_url=url,
+        connector=aiohttp.TCPConnector(limit=connections),
+        timeout=aiohttp.ClientTimeout(total=60),
+    )
 
 
 async def phase(url: str, clients: int, per_client: int, seconds: float, seed: int) -> dict:
@@ -99,8 +116,7 @@ async def phase(url: str, clients: int, per_client: int, seconds: float, seed: i
     latencies: list[float] = []
     errors: list[str] = []
     deadline = time.perf_counter() + seconds
-    limits = httpx.Limits(max_connections=clients + 5, max_keepalive_connections=clients + 5)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
+    async with session(url, clients + 5) as client:
 
         async def one_client(index: int) -> None:
             generator = random.Random(seed * 100_003 + index)
@@ -130,7 +146,7 @@ async def widget(url: str, repeats: int) -> tuple[float, float, float]:
     """p50 of fresh widget races (start nudged so none is cached), of a slider move (one racer's
     setting changed, the other three cached), and of the same race asked again (cached)."""
     fresh, moved, cached = [], [], []
-    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+    async with session(url, 2) as client:
         for index in range(repeats):
             body = {**WIDGET, "start": [-2.8 + 1e-4 * (index + 1), 1.0]}
             fresh.append((await timed_post(client, body))[0])
