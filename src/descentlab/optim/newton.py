@@ -258,7 +258,7 @@ class Newton(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """One Newton step for every group; ``closure`` must call ``backward(create_graph=True)``."""
-        loss = self._evaluate(closure)
+        loss = self._evaluate_eagerly(closure)
         planned = []
         # All steps first: moving a parameter in place would invalidate the graph the other
         # groups' Hessians are differentiated through.

@@ -232,7 +232,7 @@ class Sophia(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """One step for every group; ``closure`` must call ``backward(create_graph=True)``."""
-        loss = self._evaluate(closure)
+        loss = self._evaluate_eagerly(closure)
         planned = []
         # Every group's estimate first: moving parameters in place would invalidate the graph
         # through which the other groups' Hessian-vector products are taken.
