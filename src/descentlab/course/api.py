@@ -17,6 +17,7 @@ from .. import landscapes, optim
 from . import contours as contour_lines
 from .content import Course, Quiz
 from .races import Racer, RaceRequest
+from .schedule_settings import ScheduleIn
 from .store import Progress
 
 MAX_STEPS = 1000
@@ -34,6 +35,8 @@ class _Model(BaseModel):
 class RacerIn(_Model):
     key: Key
     hyperparameters: dict[Key, float] = Field(default_factory=dict, max_length=MAX_HYPERPARAMETERS)
+    #: The learning-rate schedule multiplying this racer's lr; none: a constant lr.
+    schedule: ScheduleIn | None = None
 
     @field_validator("key")
     @classmethod
@@ -59,9 +62,19 @@ class RaceIn(_Model):
 
     def as_request(self) -> RaceRequest:
         racers = tuple(
-            Racer(item.key, tuple(sorted(item.hyperparameters.items()))) for item in self.optimizers
+            Racer(
+                item.key,
+                tuple(sorted(item.hyperparameters.items())),
+                None if item.schedule is None else item.schedule.setting(),
+            )
+            for item in self.optimizers
         )
         return RaceRequest(self.landscape.strip(), tuple(self.start), self.steps, racers)
+
+
+class ScheduleOut(BaseModel):
+    name: str
+    params: dict[str, float | list[float]]
 
 
 class RunOut(BaseModel):
@@ -72,6 +85,9 @@ class RunOut(BaseModel):
     final_loss: float | None
     diverged: bool
     diverged_at: int
+    #: Present for a racer with a schedule: the schedule, and its lr multiplier at each step.
+    schedule: ScheduleOut | None = None
+    lr_factor: list[float] | None = None
 
 
 class LandscapeOut(BaseModel):

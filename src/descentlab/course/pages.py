@@ -75,7 +75,12 @@ def widget_config(lesson: Lesson) -> dict[str, Any] | None:
         "start": race.start,
         "steps": race.steps,
         "optimizers": [
-            {"key": r.key, "hyperparameters": r.hyperparameters, "colour": colour(r.key)}
+            {
+                "key": r.key,
+                "hyperparameters": r.hyperparameters,
+                "colour": colour(r.key),
+                "schedule": None if r.schedule is None else r.schedule.model_dump(),
+            }
             for r in race.optimizers
         ],
         "sliders": slider_config(lesson),

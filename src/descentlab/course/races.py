@@ -26,6 +26,8 @@ import torch
 
 from .. import lab, optim
 from .content import resolve_landscape
+from .schedule_settings import ScheduleSetting, as_dict, lr_factors
+from .schedule_settings import build as build_schedule
 
 #: Paths and losses are sent with this many significant digits (drawing needs far fewer).
 SIGNIFICANT_DIGITS = 7
@@ -35,6 +37,7 @@ SIGNIFICANT_DIGITS = 7
 class Racer:
     key: str
     hyperparameters: tuple[tuple[str, float], ...]  # sorted by name
+    schedule: ScheduleSetting | None = None  # the lr schedule; None: a constant lr
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,11 @@ def check_request(request: RaceRequest):
                 )
             if not math.isfinite(value):
                 raise ValueError(f"optimizers[{position}].{name} must be a finite number")
+        if racer.schedule is not None:
+            try:
+                build_schedule(racer.schedule)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"optimizers[{position}].schedule: {error}") from None
     return surface
 
 
@@ -100,16 +108,17 @@ def run_keys(request: RaceRequest) -> list[RunKey]:
 
 
 def compute_runs(keys: list[RunKey]) -> dict[RunKey, dict[str, Any] | Exception]:
-    """Every run, with one ``lab.race`` per (landscape, steps, optimizer key) holding all of its
-    runs: per-run hyperparameters as lists paired one to one with per-run starts."""
+    """Every run, with one ``lab.race`` per (landscape, steps, optimizer key, schedule) holding
+    all of its runs: per-run hyperparameters as lists paired one to one with per-run starts. A
+    schedule is one per ``lab.race`` call, so runs with different schedules race apart."""
     results: dict[RunKey, dict[str, Any] | Exception] = {}
-    groups: dict[tuple[str, int, str], list[RunKey]] = defaultdict(list)
+    groups: dict[tuple[str, int, str, ScheduleSetting | None], list[RunKey]] = defaultdict(list)
     for key in dict.fromkeys(keys):
-        groups[(key.landscape, key.steps, key.racer.key)].append(key)
-    for (landscape_text, steps, optimizer), members in groups.items():
+        groups[(key.landscape, key.steps, key.racer.key, key.racer.schedule)].append(key)
+    for (landscape_text, steps, optimizer, schedule), members in groups.items():
         try:
             surface = resolve_landscape(landscape_text)
-            result = _race_one_key(surface, optimizer, members, steps)
+            result = _race_one_key(surface, optimizer, members, steps, schedule)
         except (ValueError, TypeError) as error:
             results.update(dict.fromkeys(members, error))
             continue
@@ -154,8 +163,11 @@ def _answer_dict(request: RaceRequest, surface, runs: list[dict[str, Any]]) -> d
     }
 
 
-def _race_one_key(surface, key: str, members: list[RunKey], steps: int):
-    """One stacked race of every run of optimizer ``key``: per-run hyperparameters and starts."""
+def _race_one_key(
+    surface, key: str, members: list[RunKey], steps: int, schedule: ScheduleSetting | None = None
+):
+    """One stacked race of every run of optimizer ``key`` under one lr schedule: per-run
+    hyperparameters and starts."""
     spec = optim.spec(key)
     names = sorted({name for member in members for name, _ in member.racer.hyperparameters})
     defaults = {h.name: h.default for h in spec.hyperparameters}
@@ -169,7 +181,14 @@ def _race_one_key(surface, key: str, members: list[RunKey], steps: int):
     # Lists of one value per run pair with the starts one to one; shared numbers are crossed
     # with the starts, which again gives one run per start.
     starts = [list(member.start) for member in members]
-    return lab.race(surface, [(key, columns)], starts, steps, record="path")
+    return lab.race(
+        surface,
+        [(key, columns)],
+        starts,
+        steps,
+        record="path",
+        schedule=None if schedule is None else build_schedule(schedule),
+    )
 
 
 def _significant(values: torch.Tensor, digits: int = SIGNIFICANT_DIGITS) -> torch.Tensor:
@@ -209,6 +228,12 @@ class _Rows:
         }
         path = self.path[:, run].tolist()
         loss = self.loss[:, run].tolist()
+        scheduled = {}
+        if racer.schedule is not None:
+            scheduled = {
+                "schedule": as_dict(racer.schedule),
+                "lr_factor": lr_factors(racer.schedule, result.steps),
+            }
         return {
             "optimizer": info.optimizer,
             # Per-run values come back as float32 (0.45 -> 0.4499999881): report what was asked.
@@ -218,6 +243,7 @@ class _Rows:
             "final_loss": _finite([float(result.final_loss[run])])[0],
             "diverged": bool(result.diverged[run]),
             "diverged_at": int(result.diverged_at[run]),
+            **scheduled,
         }
 
 
