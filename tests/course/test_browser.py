@@ -1,7 +1,8 @@
 """The shipped course in headless Chromium (Debian's, driven by Playwright) against a real server.
 
 Home -> the first lesson (its MathML, its widget drawing a race and answering a slider) -> its quiz
--> the final quiz and its score; the server restarted on the same SQLite file keeps the progress;
+-> the final quiz and its score; the server restarted on the same SQLite file keeps the progress,
+which the progress page's form then resets;
 every lesson's math, widget (lr factors where it races schedules) and clip; a playground race draws
 and its URL restores it. Pages fail on any script or console error. Screenshots go to
 out/screenshots/.
@@ -238,6 +239,11 @@ def test_a_learner_goes_through_the_shipped_course_and_keeps_progress(shipped_se
     best = f"{len(questions) - 1}/{len(questions)}"
     assert page.inner_text(f'tr[data-quiz="{lesson_quiz.id}"] .best') == best
     shoot(page, "progress")
+    # resetting from the page (its form carries the learner's token) clears the progress
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("form[action='/progress/reset'] button")
+    page.wait_for_selector("text=No quiz attempts yet.")
+    assert page.inner_text("#lessons-done") == "0"
     page.goto(shipped_server.url + "/review")
     assert page.locator("table.review tbody tr").count() == len(optim.names())
     assert page.locator("table.review math").count() >= len(optim.names())

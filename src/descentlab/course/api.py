@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from .. import landscapes, optim
 from . import contours as contour_lines
+from . import csrf
 from .content import Course, Quiz
 from .races import Racer, RaceRequest
 from .schedule_settings import ScheduleIn
@@ -186,6 +187,11 @@ class QuizRecordOut(BaseModel):
 class ProgressOut(BaseModel):
     lessons_done: list[str]
     quizzes: dict[str, QuizRecordOut]
+
+
+class ProgressWithTokenOut(ProgressOut):
+    #: Send it back as the X-CSRF-Token header to reset (another site cannot read this answer).
+    csrf_token: str
 
 
 def numeric_hyperparameters(key: str) -> list[HyperparameterOut]:
@@ -364,12 +370,19 @@ def build_router() -> APIRouter:
             message=score_message(score, total), questions=results,
         )  # fmt: skip
 
-    @router.get("/progress", response_model=ProgressOut)
-    def get_progress(request: Request) -> ProgressOut:
-        return progress_out(request.app.state.store.progress(request.state.learner))
+    @router.get("/progress", response_model=ProgressWithTokenOut)
+    def get_progress(request: Request) -> ProgressWithTokenOut:
+        learner = request.state.learner
+        progress = progress_out(request.app.state.store.progress(learner))
+        token = csrf.token_for(request.app.state.csrf_secret, learner)
+        return ProgressWithTokenOut(**progress.model_dump(), csrf_token=token)
 
     @router.post("/progress/reset", response_model=ProgressOut)
     def reset_progress(request: Request) -> ProgressOut:
+        """Delete the learner's progress; needs the X-CSRF-Token header from GET /api/progress."""
+        token = request.headers.get(csrf.HEADER)
+        if not csrf.is_valid(request.app.state.csrf_secret, request.state.learner, token):
+            raise HTTPException(403, csrf.REFUSED)
         request.app.state.store.reset(request.state.learner)
         return progress_out(request.app.state.store.progress(request.state.learner))
 
