@@ -175,7 +175,9 @@ def test_learners_see_only_their_own_progress_and_reset_it(client):
     assert other != mine
     client.cookies.set("learner", mine)
     assert client.get("/api/progress").json()["quizzes"]["momentum"]["attempts"] == 1
-    assert client.post("/api/progress/reset").json() == {"lessons_done": [], "quizzes": {}}
+    token = client.get("/api/progress").json()["csrf_token"]
+    reset = client.post("/api/progress/reset", headers={"X-CSRF-Token": token})
+    assert reset.json() == {"lessons_done": [], "quizzes": {}}
     client.cookies.set("learner", "not-a-valid-id")
     assert client.get("/api/progress").json()["quizzes"] == {}
 

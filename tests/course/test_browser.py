@@ -1,8 +1,11 @@
-"""The course in headless Chromium (Debian's, driven by Playwright) against a real uvicorn server.
+"""The shipped course in headless Chromium (Debian's, driven by Playwright) against a real server.
 
-Home -> a lesson (its MathML, its widget drawing a race and answering a slider) -> its quiz -> the
-final quiz and its score; the server restarted on the same SQLite file keeps the progress; a
-playground race draws and its URL restores it. Screenshots go to out/screenshots/.
+Home -> the first lesson (its MathML, its widget drawing a race and answering a slider) -> its quiz
+-> the final quiz and its score; the server restarted on the same SQLite file keeps the progress,
+which the progress page's form then resets;
+every lesson's math, widget (lr factors where it races schedules) and clip; a playground race draws
+and its URL restores it. Pages fail on any script or console error. Screenshots go to
+out/screenshots/.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import httpx
 import pytest
 
 from descentlab import optim
-
-from .conftest import FIXTURE_CONTENT
+from descentlab.course.content import default_content_dir, load_course
+from descentlab.plots.palette import colour
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,8 +43,9 @@ def free_port() -> int:
 class Server:
     """``descentlab serve`` in a child process on a loopback port."""
 
-    def __init__(self, database: Path, cache: Path) -> None:
-        self.database, self.cache = database, cache
+    def __init__(self, database: Path, cache: Path, content: Path | None = None) -> None:
+        """``content=None`` serves the lessons and quizzes shipped in the package."""
+        self.database, self.cache, self.content = database, cache, content
         self.port = free_port()
         self.process: subprocess.Popen | None = None
 
@@ -53,9 +57,10 @@ class Server:
         environment = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
         command = [
             sys.executable, "-m", "descentlab", "serve", "--port", str(self.port),
-            "--db", str(self.database), "--content", str(FIXTURE_CONTENT),
-            "--cache", str(self.cache), "--no-clips",
+            "--db", str(self.database), "--cache", str(self.cache), "--no-clips",
         ]  # fmt: skip
+        if self.content is not None:
+            command += ["--content", str(self.content)]
         self.process = subprocess.Popen(command, env=environment, cwd=ROOT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -75,9 +80,10 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("course")
-    running = Server(folder / "course.sqlite3", folder / "cache")
+def shipped_server(tmp_path_factory):
+    """A server of the course as shipped: the package's own lessons and quizzes."""
+    folder = tmp_path_factory.mktemp("shipped")
+    running = Server(folder / "course.sqlite3", folder / "cache", content=None)
     running.start()
     yield running
     running.stop()
@@ -126,84 +132,187 @@ def coloured_pixels(page, canvas_selector: str, hex_colour: str) -> int:
     )
 
 
-def test_a_learner_goes_through_a_lesson_and_the_final_quiz_and_keeps_progress(server, browser):
+def watch_errors(page) -> list[str]:
+    """Uncaught exceptions, console errors and failed requests of ``page``, as they happen."""
+    errors: list[str] = []
+
+    def console(message) -> None:
+        if message.type == "error":
+            errors.append(f"console: {message.text} ({message.location.get('url')})")
+
+    def response(answer) -> None:
+        if answer.status >= 400:
+            errors.append(f"{answer.status} from {answer.url}")
+
+    page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
+    page.on("console", console)
+    page.on("response", response)
+    return errors
+
+
+def answer(page, quiz, question, chosen: list[int], immediate: bool) -> None:
+    """Tick ``chosen`` on one question of a quiz form (and press Check where it takes several)."""
+    for index in chosen:
+        page.check(f'input[name="{quiz.id}-{question.id}"][value="{index}"]')
+    if immediate and question.multiple:
+        page.click(f'fieldset[data-question="{question.id}"] button.check')
+
+
+def a_wrong_answer(question) -> list[int]:
+    wrong = [i for i, choice in enumerate(question.choices) if not choice.correct]
+    return wrong[:1]
+
+
+def test_a_learner_goes_through_the_shipped_course_and_keeps_progress(shipped_server, browser):
+    """Home -> the first shipped lesson (math, widget, slider) -> its quiz -> the final quiz ->
+    a restarted server still shows the progress."""
+    course = load_course(default_content_dir())
+    first = course.lessons[0]
+    lesson_quiz, final = course.quizzes[first.front.quiz], course.quizzes["final"]
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(server.url + "/")
+    errors = watch_errors(page)
+    page.goto(shipped_server.url + "/")
     assert "What you'll learn" in page.inner_text("main")
     shoot(page, "home")
     page.click("#start")
-    page.wait_for_url("**/lessons/gradient-descent")
+    page.wait_for_url(f"**/lessons/{first.slug}")
 
-    # the spec's equations and the body's math are MathML, drawn by the browser
-    assert page.locator(".spec math").count() >= 1
-    assert page.locator("section math").count() >= 3
-    width = page.evaluate("document.querySelector('.spec math').getBoundingClientRect().width")
-    assert width > 50
+    # the lesson's math is MathML the browser lays out
+    assert page.locator("main math").count() >= 1
+    assert page.evaluate("document.querySelector('main math').getBoundingClientRect().width") > 5
 
-    # the widget draws the race: the sgd path in its palette colour on the contours
-    first = wait_drawn(page)
-    assert coloured_pixels(page, "canvas.landscape", "#1f77b4") > 30
-    assert coloured_pixels(page, "canvas.loss-curve", "#1f77b4") > 30
+    # the widget draws the race in the first racer's colour, and a slider re-runs it
+    drawn = wait_drawn(page)
+    racer_colour = colour(first.front.race.optimizers[0].key)
+    assert coloured_pixels(page, "canvas.loss-curve", racer_colour) > 30
     shoot(page, "lesson")
-    # a slider re-runs the race with the new learning rate
-    slider = page.locator('input[type=range][data-name="lr"]')
-    slider.evaluate("input => { input.value = 200; input.dispatchEvent(new Event('input')); }")
+    slider = page.locator("input[type=range]").first
+    slider.evaluate("input => { input.value = 150; input.dispatchEvent(new Event('input')); }")
     page.wait_for_function(
         "old => { const w = document.querySelector('.race-widget');"
         " return w.dataset.state === 'drawn' && w.dataset.finalLosses !== old; }",
-        arg=json.dumps(first),
+        arg=json.dumps(drawn),
         timeout=30_000,
     )
-    assert wait_drawn(page) != first
+    assert wait_drawn(page) != drawn
 
-    # the lesson quiz: immediate feedback on a choice, then the score
-    page.check('input[name="gradient-descent-direction"][value="1"]')
-    page.wait_for_selector('fieldset[data-question="direction"].wrong .verdict:not([hidden])')
-    assert "That climbs." in page.inner_text('fieldset[data-question="direction"]')
-    page.check('input[name="gradient-descent-direction"][value="0"]')
-    page.wait_for_selector('fieldset[data-question="direction"].right')
-    page.check('input[name="gradient-descent-big-lr"][value="0"]')
-    page.check('input[name="gradient-descent-knobs"][value="0"]')
+    # the lesson quiz: a wrong answer first gets immediate feedback with its explanation, then
+    # every question answered right except the first
+    questions = lesson_quiz.data.questions
+    head = questions[0]
+    answer(page, lesson_quiz, head, a_wrong_answer(head), immediate=True)
+    feedback = f'fieldset[data-question="{head.id}"]'
+    page.wait_for_selector(f"{feedback}.wrong .verdict:not([hidden])")
+    wrong_choice = head.choices[a_wrong_answer(head)[0]]
+    assert wrong_choice.explanation.split("$")[0][:30] in page.inner_text(feedback)
+    for question in questions[1:]:
+        answer(page, lesson_quiz, question, sorted(question.correct_indices), immediate=True)
+        page.wait_for_selector(f'fieldset[data-question="{question.id}"].right')
     page.click('form.quiz button[type="submit"]')
     page.wait_for_selector(".score:not([hidden])")
-    assert page.inner_text(".score") == "Your score is 2/3"
+    assert page.inner_text(".score") == f"Your score is {len(questions) - 1}/{len(questions)}"
     shoot(page, "lesson-quiz")
 
-    # next lesson, then the final quiz: the first choice everywhere is right for even questions
-    page.click("a[rel=next]")
-    page.wait_for_url("**/lessons/momentum")
-    wait_drawn(page)
-    page.goto(server.url + "/quiz")
-    for index in range(10):
-        page.check(f'input[name="final-q{index}"][value="0"]')
+    # the final quiz: right on even questions, wrong on odd ones
+    page.goto(shipped_server.url + "/quiz")
+    expected = 0
+    for index, question in enumerate(final.data.questions):
+        right = index % 2 == 0
+        chosen = sorted(question.correct_indices) if right else a_wrong_answer(question)
+        answer(page, final, question, chosen, immediate=False)
+        expected += right
+    total = len(final.data.questions)
     page.click('form.quiz button[type="submit"]')
     page.wait_for_selector(".score:not([hidden])")
-    assert page.inner_text(".score") == "Your score is 5/10"
-    assert page.locator(".wrong-review .review-item").count() == 5
+    assert page.inner_text(".score") == f"Your score is {expected}/{total}"
+    assert page.locator(".wrong-review .review-item").count() == total - expected
     shoot(page, "final-quiz")
     assert errors == []
 
     # a restarted server on the same database file still knows this learner
-    server.stop()
-    server.start()
-    page.goto(server.url + "/progress")
+    shipped_server.stop()
+    shipped_server.start()
+    page.goto(shipped_server.url + "/progress")
     assert page.inner_text("#lessons-done") == "1"
-    assert page.inner_text('tr[data-quiz="final"] .best') == "5/10"
-    assert page.inner_text('tr[data-quiz="gradient-descent"] .best') == "2/3"
+    assert page.inner_text('tr[data-quiz="final"] .best') == f"{expected}/{total}"
+    best = f"{len(questions) - 1}/{len(questions)}"
+    assert page.inner_text(f'tr[data-quiz="{lesson_quiz.id}"] .best') == best
     shoot(page, "progress")
-    page.goto(server.url + "/review")
+    # resetting from the page (its form carries the learner's token) clears the progress
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("form[action='/progress/reset'] button")
+    page.wait_for_selector("text=No quiz attempts yet.")
+    assert page.inner_text("#lessons-done") == "0"
+    page.goto(shipped_server.url + "/review")
     assert page.locator("table.review tbody tr").count() == len(optim.names())
     assert page.locator("table.review math").count() >= len(optim.names())
     shoot(page, "review")
     context.close()
 
 
-def test_a_playground_race_draws_and_its_url_restores_it(server, browser):
+def test_every_shipped_lesson_draws_its_math_widget_and_clip(shipped_server, browser):
+    """Each lesson page: MathML laid out, the widget's race drawn (with the lr factors where its
+    racers have schedules), no script or console error, the clip and its caption present;
+    lessons without a race show neither."""
+    course = load_course(default_content_dir())
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    # Every lesson opens in its own tab first, so the server races them together and the tabs
+    # animate at once; then each tab is checked.
+    opened = []
+    for lesson in course.lessons:
+        page = context.new_page()
+        errors = watch_errors(page)
+        page.goto(f"{shipped_server.url}/lessons/{lesson.slug}", wait_until="domcontentloaded")
+        opened.append((lesson, page, errors))
+    problems: list[str] = []
+    for lesson, page, errors in opened:
+        widths = page.evaluate(
+            "[...document.querySelectorAll('main math')].map((m) => m.getBoundingClientRect().width)"
+        )
+        if not widths or min(widths) <= 0:
+            problems.append(f"{lesson.slug}: math not drawn ({widths})")
+        race = lesson.front.race
+        if race is None:
+            if page.locator(".race-widget, .clip").count():
+                problems.append(f"{lesson.slug}: a widget or clip without a race")
+            shown = "main"
+        else:
+            losses = wait_drawn(page)
+            if len(losses) != len(race.optimizers):
+                problems.append(
+                    f"{lesson.slug}: {len(losses)} runs drawn, not {len(race.optimizers)}"
+                )
+            racer_colour = colour(race.optimizers[0].key)
+            if coloured_pixels(page, ".race-widget canvas.loss-curve", racer_colour) < 10:
+                problems.append(f"{lesson.slug}: no loss curve in {racer_colour}")
+            if page.locator(f'.clip video[src="/clips/{lesson.slug}.mp4"]').count() != 1:
+                problems.append(f"{lesson.slug}: no clip")
+            if page.inner_text(".clip .caption").strip() != race.caption:
+                problems.append(f"{lesson.slug}: the clip's caption is not the race's")
+            scheduled = [r for r in race.optimizers if r.schedule is not None]
+            if scheduled:
+                # a race with schedules draws each racer's lr factor beside its loss curve
+                legend = page.inner_text(".race-widget .legend")
+                for racer in scheduled:
+                    if f"{racer.key} · {racer.schedule.name}" not in legend:
+                        problems.append(f"{lesson.slug}: {racer.schedule.name} not in the legend")
+                if coloured_pixels(page, ".race-widget canvas.lr-factor", racer_colour) < 10:
+                    problems.append(f"{lesson.slug}: no lr factor curve in {racer_colour}")
+            shown = ".race-widget"
+        # the widget (or, without one, the page's top) is enough to look at; whole pages are slow
+        page.locator(shown).screenshot(
+            path=str(SCREENSHOTS / f"lesson-{lesson.front.order:02d}-{lesson.slug}.png")
+        )
+        problems += [f"{lesson.slug}: {error}" for error in errors]
+        page.close()
+    context.close()
+    assert problems == []
+
+
+def test_a_playground_race_draws_and_its_url_restores_it(shipped_server, browser):
     page = browser.new_page(viewport={"width": 1200, "height": 1000})
-    page.goto(server.url + "/playground")
+    page.goto(shipped_server.url + "/playground")
     wait_drawn(page, "#playground-widget")
     page.fill('input[name="landscape"]', "x**2 - y**2")
     page.fill('input[name="start"]', "1,0.05")

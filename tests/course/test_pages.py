@@ -54,7 +54,8 @@ def test_the_final_quiz_page_and_the_progress_page(client):
     client.post("/api/quizzes/final/attempts", json={"answers": {"q0": [0]}})
     progress = client.get("/progress").text
     assert 'class="best">1/10<' in progress
-    answer = client.post("/progress/reset", follow_redirects=True)
+    token = re.search(r'name="csrf_token" value="(\w+)"', progress).group(1)
+    answer = client.post("/progress/reset", data={"csrf_token": token}, follow_redirects=True)
     assert "No quiz attempts yet." in answer.text
 
 

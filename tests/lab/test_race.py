@@ -161,9 +161,22 @@ def test_schedule_scales_the_learning_rate():
         assert move == pytest.approx(-0.1 * 0.5**t * grad)
 
 
+def test_one_schedule_per_entry_equals_each_entry_raced_under_its_own():
+    from descentlab.schedules import create
+
+    schedules = [create("cosine", total_steps=40), None, create("step", step_size=10, gamma=0.5)]
+    entries = [("sgd", {"lr": 0.02}), ("sgd", {"lr": 0.02}), ("adam", {"lr": 0.1})]
+    together = lab.race("himmelblau", entries, [[-4.0, 4.0]], 40, schedule=schedules)
+    for index, (entry, schedule) in enumerate(zip(entries, schedules, strict=True)):
+        alone = lab.race("himmelblau", [entry], [[-4.0, 4.0]], 40, schedule=schedule)
+        assert torch.equal(together.path[:, index], alone.path[:, 0])
+    assert not torch.equal(together.path[:, 0], together.path[:, 1])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
+        ({"schedule": [None, None]}, "one schedule .or None. per optimizer entry"),
         ({"optimizers": ["adamm"]}, "unknown optimizer 'adamm'"),
         ({"optimizers": ["sgd:lr=fast"]}, "lr must be a number"),
         ({"optimizers": [("sgd", {"lr": [0.1, 0.2], "momentum": [0.1, 0.2, 0.3]})]}, "same length"),

@@ -15,8 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from .. import landscapes, optim
 from . import contours as contour_lines
+from . import csrf
 from .content import Course, Quiz
 from .races import Racer, RaceRequest
+from .schedule_settings import ScheduleIn
 from .store import Progress
 
 MAX_STEPS = 1000
@@ -34,6 +36,8 @@ class _Model(BaseModel):
 class RacerIn(_Model):
     key: Key
     hyperparameters: dict[Key, float] = Field(default_factory=dict, max_length=MAX_HYPERPARAMETERS)
+    #: The learning-rate schedule multiplying this racer's lr; none: a constant lr.
+    schedule: ScheduleIn | None = None
 
     @field_validator("key")
     @classmethod
@@ -59,9 +63,19 @@ class RaceIn(_Model):
 
     def as_request(self) -> RaceRequest:
         racers = tuple(
-            Racer(item.key, tuple(sorted(item.hyperparameters.items()))) for item in self.optimizers
+            Racer(
+                item.key,
+                tuple(sorted(item.hyperparameters.items())),
+                None if item.schedule is None else item.schedule.setting(),
+            )
+            for item in self.optimizers
         )
         return RaceRequest(self.landscape.strip(), tuple(self.start), self.steps, racers)
+
+
+class ScheduleOut(BaseModel):
+    name: str
+    params: dict[str, float | list[float]]
 
 
 class RunOut(BaseModel):
@@ -72,6 +86,9 @@ class RunOut(BaseModel):
     final_loss: float | None
     diverged: bool
     diverged_at: int
+    #: Present for a racer with a schedule: the schedule, and its lr multiplier at each step.
+    schedule: ScheduleOut | None = None
+    lr_factor: list[float] | None = None
 
 
 class LandscapeOut(BaseModel):
@@ -170,6 +187,11 @@ class QuizRecordOut(BaseModel):
 class ProgressOut(BaseModel):
     lessons_done: list[str]
     quizzes: dict[str, QuizRecordOut]
+
+
+class ProgressWithTokenOut(ProgressOut):
+    #: Send it back as the X-CSRF-Token header to reset (another site cannot read this answer).
+    csrf_token: str
 
 
 def numeric_hyperparameters(key: str) -> list[HyperparameterOut]:
@@ -348,12 +370,19 @@ def build_router() -> APIRouter:
             message=score_message(score, total), questions=results,
         )  # fmt: skip
 
-    @router.get("/progress", response_model=ProgressOut)
-    def get_progress(request: Request) -> ProgressOut:
-        return progress_out(request.app.state.store.progress(request.state.learner))
+    @router.get("/progress", response_model=ProgressWithTokenOut)
+    def get_progress(request: Request) -> ProgressWithTokenOut:
+        learner = request.state.learner
+        progress = progress_out(request.app.state.store.progress(learner))
+        token = csrf.token_for(request.app.state.csrf_secret, learner)
+        return ProgressWithTokenOut(**progress.model_dump(), csrf_token=token)
 
     @router.post("/progress/reset", response_model=ProgressOut)
     def reset_progress(request: Request) -> ProgressOut:
+        """Delete the learner's progress; needs the X-CSRF-Token header from GET /api/progress."""
+        token = request.headers.get(csrf.HEADER)
+        if not csrf.is_valid(request.app.state.csrf_secret, request.state.learner, token):
+            raise HTTPException(403, csrf.REFUSED)
         request.app.state.store.reset(request.state.learner)
         return progress_out(request.app.state.store.progress(request.state.learner))
 

@@ -129,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.course = course
     app.state.store = store
+    app.state.csrf_secret = store.secret("csrf")
     app.state.races = races
     app.state.clips = clips
     app.state.advisor = advisor.Advisor(settings.advisor_budget, settings.advisor_seeds)

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from .schedule_settings import ScheduleIn
+
 SLUG = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
 Slug = Annotated[str, StringConstraints(pattern=SLUG)]
 Text = Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]
@@ -37,10 +39,12 @@ class _Strict(BaseModel):
 
 
 class RaceOptimizer(_Strict):
-    """One racer of a lesson's widget: a registry key and hyperparameters by spec name."""
+    """One racer of a lesson's widget: a registry key, hyperparameters by spec name, and
+    optionally a learning-rate schedule (``schedule: {name: cosine, params: {total_steps: 150}}``)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
     key: str
+    schedule: ScheduleIn | None = None
 
     @property
     def hyperparameters(self) -> dict[str, float]:

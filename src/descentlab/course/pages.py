@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
@@ -17,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import landscapes, optim
 from ..plots.palette import colour
+from . import csrf
 from . import playground as playground_query
 from .api import MAX_RACERS, MAX_STEPS, numeric_hyperparameters
 from .clips import ClipError
@@ -30,8 +32,10 @@ def render(request: Request, name: str, status_code: int = 200, **context: Any) 
     return TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
 
 
-def error_page(request: Request, status_code: int, message: str) -> HTMLResponse:
-    return render(request, "error.html", status_code=status_code, message=message)
+def error_page(
+    request: Request, status_code: int, message: str, heading: str | None = None
+) -> HTMLResponse:
+    return render(request, "error.html", status_code=status_code, message=message, heading=heading)
 
 
 def equations(key: str) -> list[str]:
@@ -75,7 +79,12 @@ def widget_config(lesson: Lesson) -> dict[str, Any] | None:
         "start": race.start,
         "steps": race.steps,
         "optimizers": [
-            {"key": r.key, "hyperparameters": r.hyperparameters, "colour": colour(r.key)}
+            {
+                "key": r.key,
+                "hyperparameters": r.hyperparameters,
+                "colour": colour(r.key),
+                "schedule": None if r.schedule is None else r.schedule.model_dump(),
+            }
             for r in race.optimizers
         ],
         "sliders": slider_config(lesson),
@@ -152,12 +161,24 @@ def build_router() -> APIRouter:
     @router.get("/progress", response_class=HTMLResponse)
     def progress_page(request: Request):
         course: Course = request.app.state.course
-        progress = request.app.state.store.progress(request.state.learner)
-        return render(request, "progress.html", course=course, progress=progress)
+        learner = request.state.learner
+        progress = request.app.state.store.progress(learner)
+        token = csrf.token_for(request.app.state.csrf_secret, learner)
+        return render(
+            request, "progress.html", course=course, progress=progress,
+            csrf_field=csrf.FORM_FIELD, csrf_token=token,
+        )  # fmt: skip
 
     @router.post("/progress/reset")
-    def reset(request: Request):
-        request.app.state.store.reset(request.state.learner)
+    async def reset(request: Request):
+        # The form is urlencoded; parsed here with the standard library (Starlette's form parser
+        # would need python-multipart for this one field).
+        fields = parse_qs((await request.body()).decode("latin-1"))
+        token = (fields.get(csrf.FORM_FIELD) or [None])[0]
+        learner = request.state.learner
+        if not csrf.is_valid(request.app.state.csrf_secret, learner, token):
+            return error_page(request, 403, csrf.REFUSED, heading="Nothing was reset")
+        await run_in_threadpool(request.app.state.store.reset, learner)
         return RedirectResponse("/progress", status_code=303)
 
     return router

@@ -3,10 +3,11 @@
 The lab advances N runs of one optimizer with one call per step, so 200 runs cost little more than
 one. A request here is small (1 to 4 optimizers, one start), so the service gathers the requests
 that arrive while a batch is computing, groups them by (landscape, steps), and calls ``lab.race``
-once per group, one entry per optimizer key with every run's hyperparameters as per-run lists
-paired one to one with the entry's own starts. Results are split back per request; each run's JSON is cached by
-(landscape, start, steps, racer), so a slider that changes one racer recomputes that racer only,
-and whole answers are cached by request.
+once per group: one entry per (optimizer key, lr schedule), each under its own schedule, with
+every run's hyperparameters as per-run lists paired one to one with the entry's own starts.
+Results are split back per request; each run's JSON is cached by (landscape, start, steps,
+racer), so a slider that changes one racer recomputes that racer only, and whole answers are
+cached by request.
 
 Compute runs in one worker thread (``asyncio.to_thread``), never on the event loop, so pages and
 the API stay responsive while races run.
@@ -27,12 +28,15 @@ import torch
 
 from .. import lab, optim
 from .content import resolve_landscape
+from .schedule_settings import ScheduleSetting, as_dict, lr_factors
+from .schedule_settings import build as build_schedule
 
 
 @dataclass(frozen=True)
 class Racer:
     key: str
     hyperparameters: tuple[tuple[str, float], ...]  # sorted by name
+    schedule: ScheduleSetting | None = None  # the lr schedule; None: a constant lr
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,11 @@ def check_request(request: RaceRequest):
                 )
             if not math.isfinite(value):
                 raise ValueError(f"optimizers[{position}].{name} must be a finite number")
+        if racer.schedule is not None:
+            try:
+                build_schedule(racer.schedule)
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"optimizers[{position}].schedule: {error}") from None
     return surface
 
 
@@ -95,43 +104,46 @@ def run_keys(request: RaceRequest) -> list[RunKey]:
 
 def compute_runs(keys: list[RunKey]) -> dict[RunKey, bytes | Exception]:
     """Every run, with one ``lab.race`` per (landscape, steps) holding all of its runs: one entry
-    per optimizer key, with per-run hyperparameters as lists paired one to one with the entry's
-    own starts. The lab evaluates the landscape once per step for every entry of a race."""
+    per (optimizer key, schedule), with per-run hyperparameters as lists paired one to one with
+    the entry's own starts, and each entry under its own schedule. The lab evaluates the
+    landscape once per step for every entry of a race."""
     results: dict[RunKey, bytes | Exception] = {}
     groups: dict[tuple[str, int], list[RunKey]] = defaultdict(list)
     for key in dict.fromkeys(keys):
         groups[(key.landscape, key.steps)].append(key)
     for (landscape_text, steps), members in groups.items():
-        by_optimizer: dict[str, list[RunKey]] = defaultdict(list)
+        by_entry: dict[tuple[str, ScheduleSetting | None], list[RunKey]] = defaultdict(list)
         for key in members:
-            by_optimizer[key.racer.key].append(key)
+            by_entry[(key.racer.key, key.racer.schedule)].append(key)
         try:
             surface = resolve_landscape(landscape_text)
             result = lab.race(
                 surface,
-                [_entry(optimizer, runs) for optimizer, runs in by_optimizer.items()],
+                [_entry(optimizer, runs) for (optimizer, _), runs in by_entry.items()],
                 steps=steps,
                 record="path",
+                schedule=[
+                    None if schedule is None else build_schedule(schedule)
+                    for _, schedule in by_entry
+                ],
             )
         except (ValueError, TypeError) as error:
-            if len(by_optimizer) == 1:
+            if len(by_entry) == 1:
                 results.update(dict.fromkeys(members, error))
-            else:  # find which optimizer's runs the lab refuses; the others still race
-                results.update(compute_runs_apart(by_optimizer))
+            else:  # find which entry's runs the lab refuses; the others still race
+                results.update(compute_runs_apart(by_entry))
             continue
         rows = _Rows(result)
-        ordered = [key for runs in by_optimizer.values() for key in runs]
+        ordered = [key for runs in by_entry.values() for key in runs]
         for run, key in enumerate(ordered):
             results[key] = rows.run(run, key.racer)
     return results
 
 
-def compute_runs_apart(
-    by_optimizer: dict[str, list[RunKey]],
-) -> dict[RunKey, bytes | Exception]:
-    """One race per optimizer key, so that one key's error stays with its own runs."""
+def compute_runs_apart(by_entry: dict[Any, list[RunKey]]) -> dict[RunKey, bytes | Exception]:
+    """One race per entry, so that one entry's error stays with its own runs."""
     results: dict[RunKey, bytes | Exception] = {}
-    for runs in by_optimizer.values():
+    for runs in by_entry.values():
         results.update(compute_runs(runs))
     return results
 
@@ -183,6 +195,12 @@ class _Rows:
             for name, value in info.hyperparameters.items()
             if isinstance(value, int | float) and not isinstance(value, bool)
         }
+        scheduled = {}
+        if racer.schedule is not None:
+            scheduled = {
+                "schedule": as_dict(racer.schedule),
+                "lr_factor": lr_factors(racer.schedule, self.result.steps),
+            }
         answer = {
             "optimizer": info.optimizer,
             # Per-run values come back as float32 (0.45 -> 0.4499999881): report what was asked.
@@ -192,6 +210,7 @@ class _Rows:
             "final_loss": self.final_loss[run],
             "diverged": self.diverged_at[run] >= 0,
             "diverged_at": self.diverged_at[run],
+            **scheduled,
         }
         return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
 

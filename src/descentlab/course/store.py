@@ -7,6 +7,7 @@ returned, so a score a learner has seen is never lost.
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from sqlalchemy import (
     func,
     select,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 LEARNER_ID_LENGTH = 32
@@ -65,6 +67,15 @@ class QuizAttempt(Base):
     total: Mapped[int] = mapped_column(Integer)
     answers: Mapped[dict] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ServerSecret(Base):
+    """A random key the server keeps across restarts (and shares between processes on one
+    database), e.g. the key that signs each learner's form token."""
+
+    __tablename__ = "server_secrets"
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    value: Mapped[str] = mapped_column(String(64))
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,20 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def secret(self, name: str) -> str:
+        """The server's secret ``name`` (64 hex digits), made on first use and kept."""
+        with self._session() as session:
+            row = session.get(ServerSecret, name)
+            if row is not None:
+                return row.value
+        try:
+            with self._session.begin() as session:
+                session.add(ServerSecret(name=name, value=secrets.token_hex(32)))
+        except IntegrityError:
+            pass  # another process made it first: use theirs
+        with self._session() as session:
+            return session.get(ServerSecret, name).value
 
     def _ensure_learner(self, session: Session, learner_id: str) -> None:
         if session.get(Learner, learner_id) is None:

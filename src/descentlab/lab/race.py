@@ -149,7 +149,9 @@ def race(
         noise: standard deviation of Gaussian noise added to every gradient (seeded), to show
             stochastic gradients; ``noise_schedule`` (a descentlab.schedules schedule) anneals it,
             a simulated-annealing temperature.
-        schedule: a learning-rate schedule (descentlab.schedules) multiplying each run's lr.
+        schedule: a learning-rate schedule (descentlab.schedules) multiplying each run's lr, or
+            a list with one schedule (or None, a constant lr) per optimizer entry, so that
+            entries under different schedules share one race.
         clip: clip each run's gradient to this Euclidean norm (as torch's clip_grad_norm_).
         project: after each step, project onto a constraint set: ``"domain"``, ``Box(low, high)``
             or ``Ball(radius, center)``: constrained optimization by projection.
@@ -195,15 +197,18 @@ def race(
     limit = DIVERGENCE_SPAN * half_span
     noise_generator = torch.Generator().manual_seed(seed + 1)
 
+    scheduled = [
+        (runner, entry_schedule)
+        for runner, entry_schedule in zip(runners, _per_entry(schedule, entries), strict=True)
+        if entry_schedule is not None and runner.base_lr is not None
+    ]
     shared = _SharedEvaluation([runner for runner in runners if runner.direct], surface)
     for step in range(steps):
         noise_scale = noise * (_factor(noise_schedule, step) if noise_schedule else 1.0)
-        if schedule is not None:
-            for runner in runners:
-                if runner.base_lr is not None:
-                    runner.group["lr"] = runner.base_lr * _factor(schedule, step)
-                    if runner.direct:
-                        runner.prepare()
+        for runner, entry_schedule in scheduled:
+            runner.group["lr"] = runner.base_lr * _factor(entry_schedule, step)
+            if runner.direct:
+                runner.prepare()
         # Noise is drawn in runner order, whichever path a runner takes, so a seed means one race.
         noises = [_noise(runner, noise_scale, noise_generator) for runner in runners]
         evaluated = shared.evaluate()
@@ -330,6 +335,18 @@ def _perturb(grad: Tensor, noise: Tensor | None, scale: float, clip: float | Non
     if clip is not None:
         norm = _stack.slice_norm(grad, 1)
         grad.mul_((clip / (norm + 1e-6)).clamp_(max=1.0))
+
+
+def _per_entry(schedule: Any, entries: list[Entry]) -> list[Any]:
+    """One schedule (or None) per optimizer entry."""
+    if not isinstance(schedule, list | tuple):
+        return [schedule] * len(entries)
+    if len(schedule) != len(entries):
+        raise ValueError(
+            f"schedule: a list needs one schedule (or None) per optimizer entry: "
+            f"{len(entries)} entries, {len(schedule)} schedules"
+        )
+    return list(schedule)
 
 
 def _factor(schedule: Any, step: int) -> float:

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import animation as mpl_animation  # noqa: E402
 
-from .figures import _drawn_runs, _labels, _require_path, draw_landscape  # noqa: E402
+from .figures import _drawn_runs, _labels, _line_styles, _require_path, draw_landscape  # noqa: E402
 from .palette import colour  # noqa: E402
 
 MAX_FRAMES = 60
@@ -58,10 +58,13 @@ def animate(result, out: str | Path, fps: int = 20, size=(6.4, 5.2), dpi: int = 
     else:
         draw_landscape(ax, result.landscape)
         trace = lambda i, step: result.path[: step + 1, i].numpy()  # noqa: E731
+    # Runs of one optimizer share its colour; dash patterns tell them apart (as in the figures).
+    styles = _line_styles(result, labels)
     trails, heads = [], []
     for i in drawn:
         tone = colour(result.runs[i].optimizer)
-        trails.append(ax.plot([], [], "-", color=tone, lw=1.4, label=labels.get(i))[0])
+        style = styles.get(i, "-")
+        trails.append(ax.plot([], [], style, color=tone, lw=1.4, label=labels.get(i))[0])
         heads.append(ax.plot([], [], "o", color=tone, ms=6, mec="k")[0])
     ax.legend(loc="best", fontsize=8, framealpha=0.85)
     title = result.landscape.title

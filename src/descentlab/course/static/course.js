@@ -94,16 +94,24 @@ class RaceWidget {
       counts[racer.key] = seen + 1;
       return { seen };
     });
+    // A racer with a learning-rate schedule is named by it ("sgd · cosine").
+    this.scheduled = config.optimizers.some((racer) => racer.schedule);
     this.styles.forEach((style, index) => {
       const racer = config.optimizers[index];
       const repeated = counts[racer.key] > 1;
-      style.label = repeated ? `${racer.key} #${style.seen + 1}` : racer.key;
+      if (racer.schedule) style.label = `${racer.key} · ${racer.schedule.name}`;
+      else style.label = repeated ? `${racer.key} #${style.seen + 1}` : racer.key;
       style.colour = shade(racer.colour || "#333333", [0, -0.45, 0.5, -0.7][style.seen % 4]);
     });
     container.classList.add("ready");
     const plots = element("div", { class: "plots" }, container);
     this.map = element("canvas", { class: "landscape", width: 460, height: 400, "aria-label": "race paths on the landscape's contour lines" }, plots);
-    this.curve = element("canvas", { class: "loss-curve", width: 420, height: 400, "aria-label": "loss per step" }, plots);
+    // With schedules, the lr factor of every step is drawn under the loss curve, on the same steps.
+    const curves = this.scheduled ? element("div", { class: "curves" }, plots) : plots;
+    this.curve = element("canvas", { class: "loss-curve", width: 420, height: this.scheduled ? 264 : 400, "aria-label": "loss per step" }, curves);
+    this.factor = this.scheduled
+      ? element("canvas", { class: "lr-factor", width: 420, height: 124, "aria-label": "learning-rate factor per step" }, curves)
+      : null;
     this.legend = element("ul", { class: "legend" }, container);
     this.sliders = element("div", { class: "sliders" }, container);
     this.status = element("p", { class: "status", role: "status" }, container);
@@ -144,7 +152,9 @@ class RaceWidget {
           landscape: this.config.landscape,
           start: this.config.start,
           steps: this.config.steps,
-          optimizers: this.config.optimizers.map((o) => ({ key: o.key, hyperparameters: o.hyperparameters })),
+          optimizers: this.config.optimizers.map((o) => (o.schedule
+            ? { key: o.key, hyperparameters: o.hyperparameters, schedule: o.schedule }
+            : { key: o.key, hyperparameters: o.hyperparameters })),
         }),
       ]);
       if (generation !== this.generation) return;
@@ -180,6 +190,7 @@ class RaceWidget {
       const upTo = Math.round(fraction * race.steps);
       this.drawMap(lines, race, upTo);
       this.drawCurve(race, upTo);
+      if (this.factor) this.drawFactor(race, upTo);
       if (fraction < 1) {
         requestAnimationFrame(frame);
       } else {
@@ -321,6 +332,39 @@ class RaceWidget {
       }
       context.stroke();
     });
+  }
+
+  // The multiplier of each racer's base lr at every step (the server sends it; a racer without a
+  // schedule keeps 1), on the loss curve's step axis.
+  drawFactor(race, upTo) {
+    const canvas = this.factor, context = canvas.getContext("2d");
+    const pad = 44, top = 22, width = canvas.width - pad - 14, height = canvas.height - top - 20;
+    context.clearRect(0, 0, canvas.width, canvas.height);
+    context.fillStyle = "#fff";
+    context.fillRect(0, 0, canvas.width, canvas.height);
+    const factors = race.runs.map((run) => run.lr_factor || new Array(race.steps).fill(1));
+    const high = Math.max(1, ...factors.flat()) * 1.08;
+    const px = (t) => pad + (t / race.steps) * width;
+    const py = (v) => top + height - (v / high) * height;
+    context.strokeStyle = "#ccc";
+    context.strokeRect(pad, top, width, height);
+    context.fillStyle = "#444";
+    context.font = "12px system-ui, sans-serif";
+    context.fillText("learning-rate factor η_t / η_0", pad, 14);
+    context.fillText(formatNumber(high), 2, top + 10);
+    context.fillText("0", 2, top + height);
+    context.fillText("step →", pad + width / 2 - 20, canvas.height - 4);
+    factors.forEach((values, index) => {
+      context.strokeStyle = this.colourOf(index);
+      context.lineWidth = 2;
+      context.setLineDash([[], [6, 3], [2, 3], [8, 3, 2, 3]][index % 4]);
+      context.beginPath();
+      for (let t = 0; t < values.length && t <= upTo; t++) {
+        if (t === 0) context.moveTo(px(t), py(values[t])); else context.lineTo(px(t), py(values[t]));
+      }
+      context.stroke();
+    });
+    context.setLineDash([]);
   }
 }
 
