@@ -8,6 +8,7 @@ loops over runs in Python.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -265,7 +266,9 @@ class _SharedEvaluation:
     def __init__(self, direct: list[_Runner], surface) -> None:
         self.direct, self.surface = direct, surface
         self.sizes = [runner.position.shape[0] for runner in direct]
-        total = sum(self.sizes)
+        ends = list(itertools.accumulate(self.sizes))
+        self.bounds = list(itertools.pairwise([0, *ends]))
+        total = ends[-1] if ends else 0
         dtype = direct[0].position.dtype if direct else torch.float32
         self.seed = torch.ones(total, dtype=dtype)  # d(loss_i)/d(loss_i): one per run
 
@@ -284,10 +287,13 @@ class _SharedEvaluation:
         with torch.enable_grad():
             losses = self.surface(joined)
             (grad,) = torch.autograd.grad(losses, joined, grad_outputs=self.seed)
-        pieces = zip(losses.detach().split(self.sizes), grad.split(self.sizes), strict=True)
+        losses = losses.detach()
+        if len(self.direct) == 1:
+            runner = self.direct[0]
+            return {runner: (losses, _shaped(grad, runner.position.shape))}
         return {
-            runner: (loss, _shaped(piece, runner.position.shape))
-            for runner, (loss, piece) in zip(self.direct, pieces, strict=True)
+            runner: (losses[begin:end], _shaped(grad[begin:end], runner.position.shape))
+            for runner, (begin, end) in zip(self.direct, self.bounds, strict=True)
         }
 
 
