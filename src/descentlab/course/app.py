@@ -16,9 +16,10 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import cookie_parser
 
 from . import advisor, api, pages
 from .clips import ClipRenderer, lesson_request
@@ -83,6 +84,41 @@ class BodySizeLimit:
         await response({"type": "http"}, None, send)
 
 
+class LearnerCookie:
+    """The learner's anonymous id in ``request.state.learner``: from the ``learner`` cookie, or a
+    new id sent back as that cookie (HttpOnly, SameSite=Lax) on the first response.
+
+    Pure ASGI: Starlette's ``@app.middleware("http")`` runs every request through an extra task
+    and a response stream, about a millisecond a request, which was most of what 200 concurrent
+    race requests cost the server beyond the races themselves."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        cookies = cookie_parser(dict(scope["headers"]).get(b"cookie", b"").decode("latin-1"))
+        learner = cookies.get(COOKIE)
+        if is_learner_id(learner):
+            scope.setdefault("state", {})["learner"] = learner
+            return await self.app(scope, receive, send)
+        learner = new_learner_id()
+        scope.setdefault("state", {})["learner"] = learner
+        carrier = Response()
+        carrier.set_cookie(
+            COOKIE, learner, max_age=COOKIE_MAX_AGE, httponly=True, samesite="lax"
+        )  # fmt: skip
+        cookie = next(header for header in carrier.raw_headers if header[0] == b"set-cookie")
+
+        async def send_with_cookie(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), cookie]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
 class _BodyTooLarge(Exception):
     pass
 
@@ -134,19 +170,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.clips = clips
     app.state.advisor = advisor.Advisor(settings.advisor_budget, settings.advisor_seeds)
 
-    @app.middleware("http")
-    async def learner_cookie(request: Request, call_next):
-        learner = request.cookies.get(COOKIE)
-        fresh = not is_learner_id(learner)
-        request.state.learner = new_learner_id() if fresh else learner
-        response = await call_next(request)
-        if fresh:
-            response.set_cookie(
-                COOKIE, request.state.learner, max_age=COOKIE_MAX_AGE, httponly=True,
-                samesite="lax",
-            )  # fmt: skip
-        return response
-
     @app.exception_handler(RequestValidationError)
     async def unprocessable(request: Request, error: RequestValidationError):
         errors = error.errors()
@@ -166,5 +189,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.build_router())
     app.include_router(advisor.build_router())
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(LearnerCookie)
     app.add_middleware(BodySizeLimit)
     return app
