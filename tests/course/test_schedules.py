@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from descentlab import lab, schedules
 from descentlab.course.clips import lesson_request
@@ -146,3 +147,28 @@ def test_a_bad_schedule_in_a_lesson_is_reported_with_its_line(content_dir):
     problems = [p for p in problems_of(content_dir) if p.startswith("02-momentum.md:")]
     assert problems and "needs step_size" in problems[0], problems
     assert problems[0].startswith(f"02-momentum.md:{line_of(path, 'schedule:')}:"), problems
+
+
+def test_the_schedules_lesson_clip_races_each_schedule_and_names_it(tmp_path, monkeypatch):
+    from descentlab.course import clips
+    from descentlab.course.clips import ClipRenderer
+
+    lesson = load_course(default_content_dir()).lesson("schedules")
+    drawn = {}
+    monkeypatch.setattr("descentlab.plots.animation.animate", lambda result, out, fps: (
+        drawn.update(result=result), out.write_bytes(b"mp4"))
+    )  # fmt: skip
+    ClipRenderer(tmp_path, RaceService()).clip(lesson)
+    result = drawn["result"]
+    racers = lesson.front.race.optimizers
+    names = [r.schedule.name if r.schedule else "constant" for r in racers]
+    assert [run.hyperparameters["schedule"] for run in result.runs] == names
+    for index, racer in enumerate(racers):
+        schedule = (
+            None if racer.schedule is None else clips.build_schedule(racer.schedule.setting())
+        )
+        alone = lab.race(
+            lesson.front.race.landscape, [(racer.key, racer.hyperparameters)],
+            [lesson.front.race.start], lesson.front.race.steps, schedule=schedule,
+        )  # fmt: skip
+        assert torch.equal(result.path[:, index], alone.path[:, 0])

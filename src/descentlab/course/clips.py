@@ -11,8 +11,6 @@ import json
 import threading
 from pathlib import Path
 
-import torch
-
 from .content import Lesson
 from .races import RaceRequest, RaceService
 from .schedule_settings import build as build_schedule
@@ -54,41 +52,30 @@ class ClipRenderer:
         race = lesson.front.race
         if ffmpeg_path() is None:
             raise ClipError("clips need ffmpeg: pip install imageio-ffmpeg")
+        result = lab.race(
+            race.landscape,
+            [(racer.key, racer.hyperparameters) for racer in race.optimizers],
+            [race.start],
+            race.steps,
+            schedule=[
+                None if racer.schedule is None else build_schedule(racer.schedule.setting())
+                for racer in race.optimizers
+            ],
+        )
         if any(racer.schedule is not None for racer in race.optimizers):
-            result = _race_with_schedules(race)
-        else:
-            result = lab.race(
-                race.landscape,
-                [(racer.key, racer.hyperparameters) for racer in race.optimizers],
-                [race.start],
-                race.steps,
-            )
+            result.runs = _named_by_schedule(result.runs, race.optimizers)
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_suffix(".part.mp4")
         animate(result, partial, fps=15)
         partial.replace(out)  # never serve a half-written file
 
 
-def _race_with_schedules(race):
-    """The lesson's race when racers have their own lr schedules: ``lab.race`` takes one schedule
-    per call, so each racer races alone and the results are joined in the racers' order. The
-    schedule's name joins the run's hyperparameters, so the clip's legend tells the runs apart."""
-    from .. import lab
-    from ..lab.result import RaceResult, RunInfo
+def _named_by_schedule(runs, racers):
+    """The runs with their schedule's name among their hyperparameters, so the clip's legend
+    tells apart the runs of one optimizer under different schedules."""
+    from ..lab.result import RunInfo
 
-    parts = []
-    for racer in race.optimizers:
-        schedule = None if racer.schedule is None else build_schedule(racer.schedule.setting())
-        parts.append(
-            lab.race(
-                race.landscape,
-                [(racer.key, racer.hyperparameters)],
-                [race.start],
-                race.steps,
-                schedule=schedule,
-            )  # fmt: skip
-        )
-    runs = [
+    return [
         RunInfo(
             info.optimizer,
             {
@@ -97,20 +84,8 @@ def _race_with_schedules(race):
             },
             info.start,
         )
-        for racer, part in zip(race.optimizers, parts, strict=True)
-        for info in part.runs
+        for racer, info in zip(racers, runs, strict=True)
     ]
-
-    def joined(name: str, dim: int = 0):
-        return torch.cat([getattr(part, name) for part in parts], dim=dim)
-
-    return RaceResult(
-        landscape=parts[0].landscape, runs=runs, steps=race.steps,
-        final=joined("final"), final_loss=joined("final_loss"),
-        diverged_at=joined("diverged_at"), steps_to_tolerance=joined("steps_to_tolerance"),
-        distance_to_minimum=joined("distance_to_minimum"),
-        path=joined("path", 1), loss=joined("loss", 1),
-    )  # fmt: skip
 
 
 def lesson_request(lesson: Lesson) -> RaceRequest:
