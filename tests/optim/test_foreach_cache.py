@@ -267,3 +267,18 @@ def test_numbers_wrapped_once_give_the_bits_of_the_per_tensor_loop():
             for result, expected in checks:
                 for got, want in zip(result.tensors, expected, strict=True):
                     assert got.dtype == want.dtype and torch.equal(got, want), (dtype, number)
+
+
+def test_clamp_between_numbers_gives_the_bits_of_the_per_tensor_loop():
+    values = [torch.tensor([-2.0, 0.5, float("nan"), 3.0]), torch.tensor([[1e-7, -1e-7]])]
+    for low, high in ((-1.0, 1.0), (0.0, None), (None, 0.25), (2.0, 1.0)):
+        expected = [torch.clamp(v, low, high) for v in values]
+        got = torch.clamp(TensorList(values), low, high)
+        for g, e in zip(got.tensors, expected, strict=True):
+            assert torch.equal(g.nan_to_num(7.0), e.nan_to_num(7.0)), (low, high)
+        in_place = TensorList([v.clone() for v in values])
+        assert in_place.clamp_(min=low, max=high) is in_place
+        for g, e in zip(in_place.tensors, expected, strict=True):
+            assert torch.equal(g.nan_to_num(7.0), e.nan_to_num(7.0)) and g.dtype == e.dtype
+    with pytest.raises(RuntimeError):
+        TensorList(values).clamp()

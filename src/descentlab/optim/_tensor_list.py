@@ -21,6 +21,7 @@ value, so the same bits (torch.optim does this for its step counters).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from itertools import repeat
 from numbers import Number
 from typing import Any
 
@@ -211,6 +212,10 @@ def _apply(
     in_place: bool | None = None,
 ) -> Any:  # fmt: skip
     """``function`` over the elements: one ``torch._foreach_<name>`` call when it can express it."""
+    if name in ("clamp", "clamp_"):
+        clamped = _clamp(args, kwargs, in_place=name == "clamp_")
+        if clamped is not None:
+            return clamped
     lists = [arg for arg in args if isinstance(arg, TensorList)]
     foreach = getattr(torch, f"_foreach_{name}", None)
     expressible = (
@@ -242,6 +247,37 @@ def _apply(
     return TensorList(result)
 
 
+def _clamp(args: Sequence[Any], kwargs: dict[str, Any], *, in_place: bool) -> Any:
+    """``clamp`` between number bounds as ``_foreach_clamp_min`` then ``_foreach_clamp_max``:
+    torch's clamp is max then min, NaN passing through, so the bits are the same. None when the
+    bounds are not numbers (or None), or the call is not one this covers."""
+    names = ("min", "max")
+    if not isinstance(args[0], TensorList) or len(args) > 3 or set(kwargs) - set(names):
+        return None
+    bounds = dict(zip(names, args[1:], strict=False))
+    if set(bounds) & set(kwargs):
+        return None
+    bounds.update(kwargs)
+    low, high = bounds.get("min"), bounds.get("max")
+    if not all(bound is None or _is_number(bound) for bound in (low, high)):
+        return None
+    if low is None and high is None:
+        return None  # torch refuses it: let it say so
+    target = args[0]
+    tensors = target.tensors
+    if low is not None:
+        if in_place:
+            torch._foreach_clamp_min_(tensors, low)
+        else:
+            tensors = torch._foreach_clamp_min(tensors, low)
+    if high is not None:
+        if in_place or low is not None:
+            torch._foreach_clamp_max_(tensors, high)
+        else:
+            tensors = torch._foreach_clamp_max(tensors, high)
+    return target if in_place else TensorList(tensors)
+
+
 def _wrapped_number(name: str, args: Sequence[Any], settings: dict[str, Any]) -> Tensor | None:
     """The number operand of ``name`` as a 0-d tensor in the list's dtype, when that runs the
     same kernel on the same value faster (see the module's docstring); else None."""
@@ -261,20 +297,24 @@ def _wrapped_number(name: str, args: Sequence[Any], settings: dict[str, Any]) ->
 
 def _elementwise(function: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
     """``function`` applied element by element; non-list arguments are given to every element."""
-    count = next(len(arg) for arg in (*args, *kwargs.values()) if isinstance(arg, TensorList))
-
-    def pick(value: Any, index: int) -> Any:
-        return value.tensors[index] if isinstance(value, TensorList) else value
-
-    results = [
-        function(*(pick(arg, i) for arg in args), **{k: pick(v, i) for k, v in kwargs.items()})
-        for i in range(count)
-    ]
     lists = [arg for arg in (*args, *kwargs.values()) if isinstance(arg, TensorList)]
+    count = len(lists[0])
+    if any(len(other) != count for other in lists):
+        raise ValueError(f"TensorLists of different lengths: {[len(other) for other in lists]}")
+    columns = [arg.tensors if isinstance(arg, TensorList) else repeat(arg, count) for arg in args]
+    if kwargs:
+        keyword_columns = {
+            key: value.tensors if isinstance(value, TensorList) else repeat(value, count)
+            for key, value in kwargs.items()
+        }
+        rows = (dict(zip(keyword_columns, row)) for row in zip(*keyword_columns.values()))
+        results = [function(*values, **keywords) for *values, keywords in zip(*columns, rows)]
+    else:
+        results = list(map(function, *columns))  # the common case, without per-element dicts
     if len(lists) > 1:
         for arg in lists:
             arg.uniform = False  # an in-place function may have made its elements differ
-    if all(result is None for result in results):
+    if results[0] is None and all(result is None for result in results):
         return None
     if isinstance(results[0], tuple):
         return tuple(TensorList(parts) for parts in zip(*results, strict=True))
@@ -302,14 +342,13 @@ class StateList:
 
     def __getitem__(self, key: str) -> Any:
         values = [state[key] for state in self.states]
-        tensors = sum(isinstance(value, Tensor) for value in values)
-        if tensors == len(values):
+        if all(map(isinstance, values, repeat(Tensor))):
             if key not in self.uniform_keys:
                 return TensorList(values)
             handed = TensorList(values, uniform=True)
             self.handed_out.append(handed)
             return handed
-        if tensors:
+        if any(map(isinstance, values, repeat(Tensor))):
             raise ValueError(f"state entry {key!r} is a tensor for some parameters only")
         return values[0]
 
