@@ -307,8 +307,13 @@ def _elementwise(function: Callable[..., Any], args: Sequence[Any], kwargs: dict
             key: value.tensors if isinstance(value, TensorList) else repeat(value, count)
             for key, value in kwargs.items()
         }
-        rows = (dict(zip(keyword_columns, row)) for row in zip(*keyword_columns.values()))
-        results = [function(*values, **keywords) for *values, keywords in zip(*columns, rows)]
+        rows = (
+            dict(zip(keyword_columns, row, strict=True))
+            for row in zip(*keyword_columns.values(), strict=True)
+        )
+        results = [
+            function(*values, **keywords) for *values, keywords in zip(*columns, rows, strict=True)
+        ]
     else:
         results = list(map(function, *columns))  # the common case, without per-element dicts
     if len(lists) > 1:
