@@ -55,7 +55,7 @@ def torch_flags(
     ``foreach=True`` runs an elementwise algorithm's one update over lists of tensors through
     torch's multi-tensor kernels (``None``: on CUDA tensors only, torch's default);
     ``fused=True`` takes torch's fused kernel or compiles the update (see ``_fused``: the first
-    compiled step takes 5 to 30 s per chunk size, at most four of them, whatever the tensor
+    compiled step takes 5 to 30 s per chunk size, at most five of them, whatever the tensor
     count). The switches that would change what is computed are refused.
     """
     for name, value in (("capturable", capturable), ("differentiable", differentiable)):

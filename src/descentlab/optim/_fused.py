@@ -9,10 +9,10 @@ Two sources of kernels, chosen per group:
   algorithm's own functional update compiled by ``torch.compile`` (Inductor: C++ on the CPU,
   Triton on CUDA), which fuses the update's passes over memory into one loop per parameter.
 
-The compiled update is called on chunks of up to ``CHUNK`` parameters (8; the rest in chunks of
-4, 2 and 1), each parameter, gradient and parameter-shaped buffer given as a 1-D alias of its
+The compiled update is called on chunks of up to ``CHUNK`` parameters (16; the rest in chunks of
+8, 4, 2 and 1), each parameter, gradient and parameter-shaped buffer given as a 1-D alias of its
 memory, with dynamic sizes: so one graph serves parameters of every size and rank, and a group
-needs at most four graphs, however many parameters it has (a non-contiguous parameter, or a group
+needs at most five graphs, however many parameters it has (a non-contiguous parameter, or a group
 with per-run tensor hyperparameters, is called in its own shape). What changes from step to step
 is given as tensors or unspecialized numbers, so later steps reuse the graphs: the step count (see
 ``_state.count``), ``lr`` (a 0-d float64 tensor, so that learning-rate schedulers do not recompile
@@ -25,13 +25,14 @@ rounding (the compiled code computes the scalar factors in float64 and may reord
 multiplications).
 
 The first compiled step costs what Inductor needs to generate and build the code, once per
-algorithm and chunk size: about 5 to 30 s for each of up to four graphs on a 2-core CPU (cached on
+algorithm and chunk size: about 5 to 30 s for each of up to five graphs on a 2-core CPU (cached on
 disk by Inductor between processes). torch.compile needs a C++ compiler on the CPU and Triton on
 CUDA; without one, the first step says so.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -48,8 +49,9 @@ Update = Callable[..., None]
 _COMPILED: dict[Update, Update] = {}
 #: The first parameter of every group that has taken an (eager) first step.
 _STEPPED: WeakIdKeyDictionary = WeakIdKeyDictionary()
-#: 1-D aliases of parameters and state buffers handed to the compiled update (see _flat_alias).
-_ALIASES: WeakIdKeyDictionary = WeakIdKeyDictionary()
+#: 1-D aliases of parameters and state buffers handed to the compiled update, by the id of the
+#: tensor (with a weak reference to it, which drops the entry with the tensor; see _flat_alias).
+_ALIASES: dict[int, tuple[weakref.ref, Tensor]] = {}
 #: Device types whose compiler was found (looked up once: the search runs the compiler).
 _COMPILER_FOUND: set[str] = set()
 
@@ -119,17 +121,19 @@ class _CompiledStep:
                 _write_back(flat_state, handed, state, shape)
 
 
-#: Parameters per call of the compiled update. One call per parameter costs about 60 us of
-#: torch.compile's guards and wrappers (6 ms a step for 100 tensors, measured), a call for the
-#: whole list unrolls it into one graph that takes minutes to build for 1000 tensors. Chunks of
-#: this size (and 4, 2, 1 for the rest) need at most four graphs, whatever the parameter count.
-CHUNK = 8
+#: Parameters per call of the compiled update. Each call costs about 150 us of torch.compile's
+#: guards and wrappers plus 15 us per parameter (measured on 96 small tensors: one call per
+#: parameter made RMSprop's step 5x slower than eager), while a call for the whole list unrolls
+#: it into one graph that takes minutes to build for 1000 tensors. Chunks of this size (and 8, 4,
+#: 2, 1 for the rest) need at most five graphs, whatever the parameter count.
+CHUNK = 16
 
 
 def chunk_sizes(count: int) -> list[int]:
     """``count`` split into calls of ``CHUNK`` parameters, the rest in powers of two."""
     rest = count % CHUNK
-    return [CHUNK] * (count // CHUNK) + [size for size in (4, 2, 1) if rest & size]
+    smaller = [CHUNK >> shift for shift in range(1, CHUNK.bit_length())]
+    return [CHUNK] * (count // CHUNK) + [size for size in smaller if rest & size]
 
 
 def _shaped_hyperparameter(hyperparameters: dict[str, Any]) -> bool:
@@ -163,17 +167,20 @@ def _flat_alias(tensor: Tensor) -> Tensor:
     """A 1-D tensor on ``tensor``'s memory that is not a view of it: torch.compile traces a view
     from its base, whose rank it would then guard on (one graph per rank). Kept while the tensor
     lives on the same memory (parameters and buffers: from step to step)."""
-    alias = _ALIASES.get(tensor)
-    if (
-        alias is not None
-        and alias.data_ptr() == tensor.data_ptr()
-        and alias.dtype == tensor.dtype
-        and alias.numel() == tensor.numel()
-    ):
-        return alias
+    key = id(tensor)
+    kept = _ALIASES.get(key)
+    if kept is not None:
+        owner, alias = kept
+        if (
+            owner() is tensor
+            and alias.data_ptr() == tensor.data_ptr()
+            and alias.dtype == tensor.dtype
+            and alias.numel() == tensor.numel()
+        ):
+            return alias
     alias = tensor.new_empty(0)
     alias.set_(tensor.untyped_storage(), tensor.storage_offset(), (tensor.numel(),), (1,))
-    _ALIASES[tensor] = alias
+    _ALIASES[key] = (weakref.ref(tensor, lambda _, key=key: _ALIASES.pop(key, None)), alias)
     return alias
 
 
