@@ -127,10 +127,12 @@ def test_compiled_update_equals_eager_and_compiles_once(key, settings):
         schedule=True,
         after_step=lambda step: graphs.setdefault(step, _unique_graphs()),
     )
-    # Step 1 runs eagerly (it creates state), step 2 compiles, the rest reuse it while the
-    # scheduler changes lr every 7 steps.
-    assert graphs[1] == 0 and graphs[2] == 1
-    assert graphs[100] == 1, "recompiled after the first compiled step"
+    # Step 1 runs eagerly (it creates state), step 2 compiles one graph per chunk size (the three
+    # parameters of three ranks: a chunk of 2 and one of 1, flattened), the rest reuse them while
+    # the scheduler changes lr every 7 steps.
+    assert _fused.chunk_sizes(len(SHAPES)) == [2, 1]
+    assert graphs[1] == 0 and graphs[2] == 2
+    assert graphs[100] == 2, "recompiled after the first compiled step"
     assert not torch._dynamo.utils.counters["graph_break"]
     for a, b in zip(params, eager, strict=True):
         assert ((a - b).abs().max() / b.abs().max()).item() < 1e-6
@@ -155,3 +157,34 @@ def test_tensor_hyperparameters_compile_for_torch_kernel_algorithms():
     fused = run(True)
     assert _unique_graphs() == 1
     torch.testing.assert_close(fused, eager, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.compile
+def test_chunks_of_any_sizes_and_ranks_share_one_graph():
+    """Eight parameters of five ranks and sizes are one chunk: one graph (their 1-D aliases),
+    reused by eight parameters of equal sizes; a non-contiguous parameter steps alone, in its
+    own shape. Results equal eager to float32 rounding, state keeps the parameters' shapes."""
+    shapes = [(4, 5), (7,), (2, 3, 2), (11,), (3, 3), (5, 1, 2), (13,), (2, 2, 2, 2)]
+
+    def params(shapes, seed):
+        generator = torch.Generator().manual_seed(seed)
+        made = [(torch.rand(s, generator=generator) * 2 - 1).requires_grad_() for s in shapes]
+        transposed = (torch.rand(3, 4, generator=generator) * 2 - 1).t().requires_grad_()
+        return [*made, transposed]
+
+    def run(fused, shapes, seed):
+        return _train(
+            lambda p: optim.NAdam(p, lr=0.01, fused=fused), 20, params=params(shapes, seed)
+        )
+
+    eager, _ = run(False, shapes, 1)
+    torch._dynamo.utils.counters.clear()
+    fused, optimizer = run(True, shapes, 1)
+    assert not fused[-1].is_contiguous()
+    assert _unique_graphs() == 2  # the chunk of eight, the transposed parameter
+    for a, b in zip(fused, eager, strict=True):
+        assert ((a - b).abs().max() / b.abs().max()).item() < 1e-6
+    for param in fused:
+        assert optimizer.state[param]["exp_avg"].shape == param.shape
+    run(True, [(6,)] * 8, 2)
+    assert _unique_graphs() == 2

@@ -20,7 +20,6 @@ value; other parameters are untouched. Guard against it where it can happen with
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -56,7 +55,8 @@ def torch_flags(
     ``foreach=True`` runs an elementwise algorithm's one update over lists of tensors through
     torch's multi-tensor kernels (``None``: on CUDA tensors only, torch's default);
     ``fused=True`` takes torch's fused kernel or compiles the update (see ``_fused``: the first
-    compiled step takes 5 s for a few tensors to a minute for a hundred). The switches that would change what is computed are refused.
+    compiled step takes 5 to 30 s per chunk size, at most five of them, whatever the tensor
+    count). The switches that would change what is computed are refused.
     """
     for name, value in (("capturable", capturable), ("differentiable", differentiable)):
         if value:
@@ -182,25 +182,32 @@ class Optimizer(torch.optim.Optimizer):
     # -- stepping ----------------------------------------------------------------------------
 
     def _gather(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor], list[dict]]:
+        # Runs once per parameter and step: attribute reads only, state_of for new state only.
         params, grads, states = [], [], []
-        for index, param in enumerate(group["params"]):
-            if param.grad is None:
+        table = self.state
+        for param in group["params"]:
+            grad = param.grad
+            if grad is None:
                 continue
-            if param.grad.is_sparse:
-                raise TypeError(
-                    f"{type(self).__name__} does not support sparse gradients "
-                    f"(parameter {index}); use dense gradients or torch.optim.SparseAdam"
-                )
-            if torch.is_complex(param):
-                raise TypeError(
-                    f"{type(self).__name__} does not support complex parameters (parameter "
-                    f"{index}); optimize torch.view_as_real(param) instead"
-                )
-            state = self.state_of(param, group)
+            if grad.is_sparse or param.is_complex():
+                self._refuse(group, param)
+            state = table[param]
             params.append(param)
-            grads.append(param.grad)
-            states.append(state)
+            grads.append(grad)
+            states.append(state if state else self.state_of(param, group))
         return params, grads, states
+
+    def _refuse(self, group: dict[str, Any], param: Tensor) -> None:
+        index = next(i for i, member in enumerate(group["params"]) if member is param)
+        if param.grad.is_sparse:
+            raise TypeError(
+                f"{type(self).__name__} does not support sparse gradients "
+                f"(parameter {index}); use dense gradients or torch.optim.SparseAdam"
+            )
+        raise TypeError(
+            f"{type(self).__name__} does not support complex parameters (parameter "
+            f"{index}); optimize torch.view_as_real(param) instead"
+        )
 
     def closure_required(self) -> str | None:
         """Why this optimizer, as configured, must see the loss to step; None if it need not."""
@@ -309,5 +316,25 @@ class Optimizer(torch.optim.Optimizer):
             return _fused.fused_update(type(self), hyperparameters)
         foreach = group.get("foreach")
         if self.elementwise and _multi_tensor.applies(foreach, params, hyperparameters):
-            return functools.partial(_multi_tensor.multi_tensor_update, type(self).update)
+            update, cache = type(self).update, self._bucket_cache(group)
+
+            def multi_tensor_step(
+                params: list[Tensor], grads: list[Tensor], states: list[dict], **values: Any
+            ) -> None:
+                _multi_tensor.multi_tensor_update(update, params, grads, states, cache, **values)
+
+            return multi_tensor_step
         return type(self).update
+
+    def _bucket_cache(self, group: dict[str, Any]) -> _multi_tensor.BucketCache:
+        """The multi-tensor path's cache of ``group``'s buckets (see ``_multi_tensor``)."""
+        caches = self.__dict__.setdefault("_bucket_caches", {})
+        entry = caches.get(id(group))
+        if entry is None or entry[0] is not group:  # the group is kept, so its id is not reused
+            entry = caches[id(group)] = (group, _multi_tensor.BucketCache())
+        return entry[1]
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """torch's ``load_state_dict``; the new state dicts also drop the cached buckets."""
+        self.__dict__.pop("_bucket_caches", None)
+        super().load_state_dict(state_dict)

@@ -45,6 +45,23 @@ def addcmul_(target: Tensor, left: Tensor, right: Tensor, value: Hyper) -> Tenso
     return target.addcmul_(left, right, value=value)
 
 
+def divide_temporary(temporary: Tensor, divisor: Hyper) -> Tensor:
+    """``temporary / divisor``, in place on ``temporary`` (a tensor no one else holds) when the
+    divisor is a number: the same values with one allocation less. A tensor divisor may promote
+    the dtype (a float64 per-run value against a float32 parameter), so it gets a new tensor."""
+    if isinstance(divisor, Tensor):
+        return temporary / divisor
+    return temporary.div_(divisor)
+
+
+def multiply_temporary(temporary: Tensor, factor: Hyper) -> Tensor:
+    """``temporary * factor``, in place on ``temporary`` when the factor is a number (see
+    :func:`divide_temporary`)."""
+    if isinstance(factor, Tensor):
+        return temporary * factor
+    return temporary.mul_(factor)
+
+
 def is_nonzero(value: Hyper) -> bool:
     """Whether a hyperparameter switches its term on (any element nonzero for a tensor)."""
     if isinstance(value, Tensor):

@@ -65,7 +65,7 @@ def update(
             torch.maximum(second_moment, exp_avg_sq, out=second_moment)
         else:
             second_moment = exp_avg_sq
-        denom = (second_moment.sqrt() / bias_correction2_sqrt).add_(eps)
+        denom = _hyper.divide_temporary(second_moment.sqrt(), bias_correction2_sqrt).add_(eps)
         _hyper.addcdiv_(param, exp_avg, denom, -step_size)
 
 

@@ -55,7 +55,7 @@ def update(
 
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
-        momentum_step = exp_avg / bias_correction1 * lr
+        momentum_step = _hyper.multiply_temporary(exp_avg / bias_correction1, lr)
         rho_inf = 2 / (1 - beta2) - 1
         rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
         tractable = rho_t > RECTIFY_THRESHOLD
@@ -64,10 +64,14 @@ def update(
                 (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
             ) ** 0.5
             adaptive_lr = (bias_correction2**0.5) / exp_avg_sq.sqrt().add_(eps)
-            adaptive_step = momentum_step * adaptive_lr * rectification
             if isinstance(tractable, Tensor):
                 # Per-run beta2: each run takes its own branch (the other's NaNs are discarded).
+                adaptive_step = momentum_step * adaptive_lr * rectification
                 adaptive_step = torch.where(tractable, adaptive_step, momentum_step)
+            else:  # the same products, in place on the temporaries
+                adaptive_step = _hyper.multiply_temporary(
+                    momentum_step.mul_(adaptive_lr), rectification
+                )
             param.sub_(adaptive_step)
         else:
             param.sub_(momentum_step)
