@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
 import csv
+import itertools
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,49 @@ def _finite_or_none(values: list[float]) -> list[float | None]:
     return [v if math.isfinite(v) else None for v in values]
 
 
+class RunTable(Sequence[RunInfo]):
+    """Every run's optimizer, hyperparameters and start, in race order, each made when it is
+    read: building 100,000 of them up front took most of a second at the end of a 100,000-run
+    race whose caller reads a few (per-entry columns are converted to Python numbers once, on
+    first use)."""
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self._entries = entries
+        self._ends = list(itertools.accumulate(entry.runs for entry in entries))
+        self._columns: dict[int, tuple[dict[str, Any], dict[str, list], list]] = {}
+
+    def __len__(self) -> int:
+        return self._ends[-1] if self._ends else 0
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"run {index} of a race with {len(self)} runs")
+        index %= len(self)
+        which = bisect.bisect_right(self._ends, index)
+        local = index - (self._ends[which - 1] if which else 0)
+        shared, columns, starts = self._columns_of(which)
+        hyperparameters = {**shared, **{name: values[local] for name, values in columns.items()}}
+        return RunInfo(self._entries[which].key, hyperparameters, tuple(starts[local]))
+
+    def _columns_of(self, which: int):
+        if which not in self._columns:
+            entry = self._entries[which]
+            self._columns[which] = (
+                entry.shared_hyperparameters(),
+                {name: value.tolist() for name, value in entry.values.items()},
+                entry.starts.tolist(),
+            )
+        return self._columns[which]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"RunTable({len(self)} runs)"
+
+
 @dataclass
 class RaceResult:
     """Every run of a race, in the order of the optimizer entries, then of their runs.
@@ -47,7 +93,7 @@ class RaceResult:
     """
 
     landscape: Any
-    runs: list[RunInfo]
+    runs: Sequence[RunInfo]
     steps: int
     final: Tensor
     final_loss: Tensor
@@ -91,13 +137,7 @@ class RaceResult:
             _best_replicas(recorder, entry.runs, restarts)
             for entry, recorder in zip(entries, recorders, strict=True)
         ]
-        runs = [
-            RunInfo(entry.key, hyperparameters, tuple(start))
-            for entry in entries
-            for hyperparameters, start in zip(
-                entry.hyperparameter_rows(), entry.starts.tolist(), strict=True
-            )
-        ]
+        runs = RunTable(entries)
         final = torch.cat([p["final"] for p in parts])
         recorded = parts[0]["path"] is not None
         inspected = parts[0]["grad"] is not None

@@ -38,17 +38,15 @@ class Entry:
     def runs(self) -> int:
         return self.starts.shape[0]
 
-    def hyperparameter_rows(self) -> list[dict[str, Any]]:
-        """Every hyperparameter of each run: the spec's defaults, then what the user gave."""
+    def shared_hyperparameters(self) -> dict[str, Any]:
+        """The hyperparameters every run of the entry shares: the spec's defaults, then the
+        values the user gave as single numbers."""
         shared: dict[str, Any] = {
             h.name: h.default for h in self.spec.hyperparameters if h.name not in self.fixed
         }
         shared.update(self.fixed)
-        columns = {name: value.tolist() for name, value in self.values.items()}
-        return [
-            {**shared, **{name: column[run] for name, column in columns.items()}}
-            for run in range(self.runs)
-        ]
+        return shared
+
 
 
 def _is_sweep(value: Any) -> bool:
