@@ -9,6 +9,7 @@ Side by side in one run:
   (b) stacked    torch.optim.Adam stepping ONE stacked (N, 2) parameter on the summed loss: the
                  speed limit of eager PyTorch for this job, where every run must share one lr
                  (default and fused paths)
+  gradient only  the landscape and its autograd gradient, no update: the floor of every race here
 Rates are run-steps per second (runs x steps / seconds). Memory: peak resident memory of a fresh
 process that imports descentlab and runs the race recording final states only.
 
@@ -69,6 +70,17 @@ def stacked_torch(runs: int, steps: int, fused: bool) -> float:
     return runs * steps / (time.perf_counter() - began)
 
 
+def gradient_only(runs: int, steps: int) -> float:
+    """Rosenbrock and its autograd gradient alone, no optimizer: the rate no race stepping on
+    autograd's gradient can pass (the floor of this job)."""
+    position = _starts(runs).requires_grad_()
+    began = time.perf_counter()
+    for _ in range(steps):
+        position.grad = None
+        ROSENBROCK(position).sum().backward()
+    return runs * steps / (time.perf_counter() - began)
+
+
 def _peak_line() -> str:
     # VmHWM (the peak resident set) starts afresh at exec, unlike ru_maxrss, which a child
     # inherits from its parent's peak.
@@ -123,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (
         f"{'runs':>8}  {'(a) per-run':>11}  {'(b) default':>11}  {'(b) fused':>9}  "
         f"{'ours final':>10}  {'ours path':>9}  {'ours inspect':>12}  {'final/(b)':>9}  {'path cost':>9}"
+        f"  {'gradient only':>13}  {'final/gradient':>14}"
     )
     print(header)
     print("-" * len(header))
@@ -134,10 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         final = ours(runs, arguments.steps, "final")
         path = ours(runs, arguments.steps, "path")
         inspect = ours(runs, arguments.steps, "inspect") if runs <= 10_000 else float("nan")
+        floor = gradient_only(runs, arguments.steps)
         print(
             f"{runs:>8}  {loop / 1e6:>11.3f}  {default / 1e6:>11.1f}  {fused / 1e6:>9.1f}  "
             f"{final / 1e6:>10.1f}  {path / 1e6:>9.1f}  {inspect / 1e6:>12.1f}  "
             f"{final / default:>8.2f}x  {final / path - 1:>+8.0%}"
+            f"  {floor / 1e6:>13.1f}  {final / floor:>13.2f}x"
         )
     largest = max(arguments.runs)
     before, after = peak_memory_mib(largest, arguments.steps, arguments.threads)

@@ -48,7 +48,6 @@ class Entry:
         return shared
 
 
-
 def _is_sweep(value: Any) -> bool:
     if isinstance(value, Tensor):
         return value.dim() == 1
