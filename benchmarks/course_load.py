@@ -26,10 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import aiohttp
-import httpx
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,9 +179,9 @@ def start_server(port: int, folder: Path) -> subprocess.Popen:
     server = subprocess.Popen(command, env=environment, cwd=ROOT)
     for _ in range(300):
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/landscapes", timeout=2).status_code == 200:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/landscapes", timeout=2):
                 return server
-        except httpx.HTTPError:
+        except OSError:  # refused while starting (URLError is an OSError)
             time.sleep(0.2)
     server.terminate()
     raise SystemExit("the server did not start")

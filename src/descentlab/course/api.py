@@ -17,7 +17,7 @@ from .. import landscapes, optim
 from . import contours as contour_lines
 from . import csrf
 from .content import Course, Quiz
-from .races import Racer, RaceRequest
+from .races import Racer, RaceRequest, landscape_dict
 from .schedule_settings import ScheduleIn
 from .store import Progress
 
@@ -273,18 +273,7 @@ def build_router() -> APIRouter:
         rows = []
         for name in landscapes.names():
             surface = landscapes.get(name)
-            minimum = surface.global_minimum
-            rows.append(
-                {
-                    "name": name,
-                    "title": surface.title,
-                    "latex": surface.latex,
-                    "dim": surface.dim,
-                    "domain": [list(p) for p in surface.domain],
-                    "minimum": None if minimum is None else minimum.value,
-                    "teaches": surface.teaches,
-                }  # fmt: skip
-            )
+            rows.append({**landscape_dict(surface, name), "teaches": surface.teaches})
         return rows
 
     @router.get("/contours")

@@ -215,7 +215,8 @@ class _Rows:
         return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-def _landscape_dict(surface, text: str) -> dict[str, Any]:
+def landscape_dict(surface, text: str) -> dict[str, Any]:
+    """A landscape as the API shows it, under the name or expression the request gave."""
     minimum = surface.global_minimum
     return {
         "name": text,
@@ -321,7 +322,7 @@ class RaceService:
             if failure is not None:
                 answers.append(failure)
                 continue
-            head = json.dumps(_landscape_dict(surface, request.landscape)).encode()
+            head = json.dumps(landscape_dict(surface, request.landscape)).encode()
             answer = b'{"landscape":%s,"steps":%d,"runs":[%s]}' % (
                 head,
                 request.steps,
