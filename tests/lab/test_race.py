@@ -177,6 +177,8 @@ def test_one_schedule_per_entry_equals_each_entry_raced_under_its_own():
     ("kwargs", "message"),
     [
         ({"schedule": [None, None]}, "one schedule .or None. per optimizer entry"),
+        ({"optimizers": [("sgd", {}, [[1.0, 2.0, 3.0]])]}, r"points of 2 coordinates"),
+        ({"optimizers": [("sgd", {}, "random:0")]}, "random:N needs"),
         ({"optimizers": ["adamm"]}, "unknown optimizer 'adamm'"),
         ({"optimizers": ["sgd:lr=fast"]}, "lr must be a number"),
         ({"optimizers": [("sgd", {"lr": [0.1, 0.2], "momentum": [0.1, 0.2, 0.3]})]}, "same length"),
