@@ -9,7 +9,12 @@ Side by side in one run:
   (b) stacked    torch.optim.Adam stepping ONE stacked (N, 2) parameter on the summed loss: the
                  speed limit of eager PyTorch for this job, where every run must share one lr
                  (default and fused paths)
-  gradient only  the landscape and its autograd gradient, no update: the floor of every race here
+  (c) closed     (b)'s default path fed Rosenbrock's closed-form gradient instead of autograd's:
+                 the same gradient the lab takes, so final/(c) compares the updates alone
+  ours autograd  ours (final) on a copy of Rosenbrock without its closed form: the lab's speed on
+                 a typed expression, which autograd differentiates
+  gradient only  the landscape and its gradient, no update: the floor of every race here, from
+                 autograd (what (a), (b) and a typed expression pay) and from the closed form
 Rates are run-steps per second (runs x steps / seconds). Memory: peak resident memory of a fresh
 process that imports descentlab and runs the race recording final states only.
 
@@ -19,6 +24,7 @@ process that imports descentlab and runs the race recording final states only.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 import time
@@ -28,6 +34,8 @@ import torch
 from descentlab import lab, landscapes
 
 ROSENBROCK = landscapes.get("rosenbrock")
+#: The same function differentiated by autograd, as a typed expression is.
+AUTOGRAD_ROSENBROCK = dataclasses.replace(ROSENBROCK, with_gradient=None)
 
 
 def _starts(runs: int) -> torch.Tensor:
@@ -39,10 +47,10 @@ def _starts(runs: int) -> torch.Tensor:
     )
 
 
-def ours(runs: int, steps: int, record: str) -> float:
+def ours(runs: int, steps: int, record: str, surface=ROSENBROCK) -> float:
     learning_rates = torch.logspace(-4, -1, runs)
     began = time.perf_counter()
-    lab.race(ROSENBROCK, [("adam", {"lr": learning_rates})], _starts(runs), steps, record=record)
+    lab.race(surface, [("adam", {"lr": learning_rates})], _starts(runs), steps, record=record)
     return runs * steps / (time.perf_counter() - began)
 
 
@@ -70,14 +78,27 @@ def stacked_torch(runs: int, steps: int, fused: bool) -> float:
     return runs * steps / (time.perf_counter() - began)
 
 
-def gradient_only(runs: int, steps: int) -> float:
-    """Rosenbrock and its autograd gradient alone, no optimizer: the rate no race stepping on
-    autograd's gradient can pass (the floor of this job)."""
+def stacked_closed_form(runs: int, steps: int) -> float:
+    position = _starts(runs).requires_grad_()
+    optimizer = torch.optim.Adam([position], lr=1e-3)
+    began = time.perf_counter()
+    for _ in range(steps):
+        _, position.grad = ROSENBROCK.value_and_grad(position.detach())
+        optimizer.step()
+    return runs * steps / (time.perf_counter() - began)
+
+
+def gradient_only(runs: int, steps: int, closed_form: bool) -> float:
+    """Rosenbrock and its gradient alone (autograd's or the closed form), no optimizer: the rate
+    no race stepping on that gradient can pass (the floor of this job)."""
     position = _starts(runs).requires_grad_()
     began = time.perf_counter()
     for _ in range(steps):
-        position.grad = None
-        ROSENBROCK(position).sum().backward()
+        if closed_form:
+            ROSENBROCK.value_and_grad(position.detach())
+        else:
+            position.grad = None
+            ROSENBROCK(position).sum().backward()
     return runs * steps / (time.perf_counter() - began)
 
 
@@ -130,12 +151,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{arguments.steps} steps, per-run learning rates 1e-4..1e-1 (log grid)"
     )
     print(
-        "rates in million run-steps per second; ratios against (b) stacked torch.optim.Adam, default path\n"
+        "rates in million run-steps per second; ratios against (b) stacked torch.optim.Adam, "
+        "default path, and (c) the same fed the closed-form gradient\n"
     )
     header = (
-        f"{'runs':>8}  {'(a) per-run':>11}  {'(b) default':>11}  {'(b) fused':>9}  "
-        f"{'ours final':>10}  {'ours path':>9}  {'ours inspect':>12}  {'final/(b)':>9}  {'path cost':>9}"
-        f"  {'gradient only':>13}  {'final/gradient':>14}"
+        f"{'runs':>8}  {'(a) per-run':>11}  {'(b) default':>11}  {'(b) fused':>9}  {'(c) closed':>10}  "
+        f"{'ours final':>10}  {'ours path':>9}  {'ours inspect':>12}  {'ours autograd':>13}  "
+        f"{'final/(b)':>9}  {'final/(c)':>9}  {'autograd/(b)':>12}  {'path cost':>9}  "
+        f"{'gradient only: autograd':>23}  {'closed form':>11}  {'final/closed':>12}"
     )
     print(header)
     print("-" * len(header))
@@ -144,15 +167,20 @@ def main(argv: list[str] | None = None) -> int:
         loop = per_run_loop(runs, arguments.steps, arguments.sample)
         default = stacked_torch(runs, arguments.steps, fused=False)
         fused = stacked_torch(runs, arguments.steps, fused=True)
+        closed = stacked_closed_form(runs, arguments.steps)
         final = ours(runs, arguments.steps, "final")
         path = ours(runs, arguments.steps, "path")
         inspect = ours(runs, arguments.steps, "inspect") if runs <= 10_000 else float("nan")
-        floor = gradient_only(runs, arguments.steps)
+        autograd = ours(runs, arguments.steps, "final", AUTOGRAD_ROSENBROCK)
+        autograd_floor = gradient_only(runs, arguments.steps, closed_form=False)
+        closed_floor = gradient_only(runs, arguments.steps, closed_form=True)
         print(
             f"{runs:>8}  {loop / 1e6:>11.3f}  {default / 1e6:>11.1f}  {fused / 1e6:>9.1f}  "
-            f"{final / 1e6:>10.1f}  {path / 1e6:>9.1f}  {inspect / 1e6:>12.1f}  "
-            f"{final / default:>8.2f}x  {final / path - 1:>+8.0%}"
-            f"  {floor / 1e6:>13.1f}  {final / floor:>13.2f}x"
+            f"{closed / 1e6:>10.1f}  {final / 1e6:>10.1f}  {path / 1e6:>9.1f}  "
+            f"{inspect / 1e6:>12.1f}  {autograd / 1e6:>13.1f}  {final / default:>8.2f}x  "
+            f"{final / closed:>8.2f}x  {autograd / default:>11.2f}x  {final / path - 1:>+8.0%}  "
+            f"{autograd_floor / 1e6:>23.1f}  {closed_floor / 1e6:>11.1f}  "
+            f"{final / closed_floor:>11.2f}x"
         )
     largest = max(arguments.runs)
     before, after = peak_memory_mib(largest, arguments.steps, arguments.threads)

@@ -256,11 +256,13 @@ def _expand(item: Any, race_starts: Tensor | None, surface, dtype, generator) ->
 
 
 class _SharedEvaluation:
-    """Loss and gradient of every direct runner's runs from ONE evaluation of the landscape and
-    ONE backward pass over all of them (their runs are independent rows).
+    """Loss and gradient of every direct runner's runs from ONE evaluation of the landscape over
+    all of them (their runs are independent rows): its closed-form gradient where it has one
+    (every built-in landscape), else ONE backward pass.
 
-    The runs' points are copied into one fresh leaf (no autograd through the copy), whose
-    gradient is then split back per runner: the graph holds the landscape's operations only.
+    For the backward pass the runs' points are copied into one fresh leaf (no autograd through
+    the copy), whose gradient is then split back per runner: the graph holds the landscape's
+    operations only.
     """
 
     def __init__(self, direct: list[_Runner], surface) -> None:
@@ -283,11 +285,15 @@ class _SharedEvaluation:
                 for runner, size in zip(self.direct, self.sizes, strict=True)
             ]
             joined = torch.cat(points) if len(points) > 1 else points[0].detach()
-        joined.requires_grad_(True)
-        with torch.enable_grad():
-            losses = self.surface(joined)
-            (grad,) = torch.autograd.grad(losses, joined, grad_outputs=self.seed)
-        losses = losses.detach()
+        if self.surface.with_gradient is not None:  # a closed form: no graph, no backward pass
+            with torch.no_grad():
+                losses, grad = self.surface.with_gradient(joined)
+        else:
+            joined.requires_grad_(True)
+            with torch.enable_grad():
+                losses = self.surface(joined)
+                (grad,) = torch.autograd.grad(losses, joined, grad_outputs=self.seed)
+            losses = losses.detach()
         if len(self.direct) == 1:
             runner = self.direct[0]
             return {runner: (losses, _shaped(grad, runner.position.shape))}

@@ -17,7 +17,7 @@ import math
 import torch
 from torch import Tensor
 
-from ._base import Landscape, Point, box, coordinates
+from ._base import Landscape, Point, box, coordinates, gradient_of
 
 VLSE = "Surjanovic & Bingham (2013), Virtual Library of Simulation Experiments"
 JAMIL_YANG = "Jamil & Yang (2013), A literature survey of benchmark functions, IJMMNO 4(2)"
@@ -39,6 +39,21 @@ def rosenbrock(dim: int = 2) -> Landscape:
         head, tail = positions[..., :-1], positions[..., 1:]
         return (100.0 * (tail - head.square()).square() + (1.0 - head).square()).sum(dim=-1)
 
+    def with_gradient(positions: Tensor) -> tuple[Tensor, Tensor]:
+        if dim == 2:  # the lab's case: columns, not (N, 1) slices, are cheaper to compute on
+            x, y = coordinates(positions)
+            valley, offset = y - x.square(), 1.0 - x
+            losses = 100.0 * valley.square() + offset.square()
+            return losses, gradient_of(-400.0 * valley * x - 2.0 * offset, 200.0 * valley)
+        head, tail = positions[..., :-1], positions[..., 1:]
+        valley, offset = tail - head.square(), 1.0 - head
+        losses = (100.0 * valley.square() + offset.square()).sum(dim=-1)
+        # x_i appears as the head of term i and the tail of term i - 1.
+        grad = torch.zeros_like(positions)
+        grad[..., 1:] = 200.0 * valley
+        grad[..., :-1] -= 400.0 * valley * head + 2.0 * offset
+        return losses, grad
+
     return Landscape(
         key="rosenbrock",
         title="Rosenbrock",
@@ -47,6 +62,7 @@ def rosenbrock(dim: int = 2) -> Landscape:
         # The classic [-2, 2] x [-1, 3] view in 2-D; one box holding all starts beyond.
         domain=((-2.0, 2.0), (-1.0, 3.0)) if dim == 2 else box(-2.0, 3.0, dim),
         function=function,
+        with_gradient=with_gradient,
         minima=(Point((1.0,) * dim, 0.0),),
         starts=(_alternate(-1.2, 1.0, dim), _alternate(-1.5, 2.5, dim), _alternate(1.5, -0.5, dim)),
         teaches="Finding the curved valley is easy, following it to the minimum is hard: "
@@ -71,6 +87,15 @@ def beale() -> Landscape:
             + (2.625 - x + x * y.pow(3)).square()
         )
 
+    def with_gradient(positions: Tensor) -> tuple[Tensor, Tensor]:
+        x, y = coordinates(positions)
+        y2, y3 = y.square(), y.pow(3)
+        first, second, third = 1.5 - x + x * y, 2.25 - x + x * y2, 2.625 - x + x * y3
+        losses = first.square() + second.square() + third.square()
+        along_x = 2.0 * (first * (y - 1.0) + second * (y2 - 1.0) + third * (y3 - 1.0))
+        along_y = 2.0 * x * (first + 2.0 * second * y + 3.0 * third * y2)
+        return losses, gradient_of(along_x, along_y)
+
     return Landscape(
         key="beale",
         title="Beale",
@@ -78,6 +103,7 @@ def beale() -> Landscape:
         dim=2,
         domain=box(-4.5, 4.5, 2),
         function=function,
+        with_gradient=with_gradient,
         minima=(Point((3.0, 0.5), 0.0),),
         starts=((1.0, 1.0), (-2.0, 2.0), (2.0, -1.5)),
         teaches="Gradients that differ by orders of magnitude between a flat basin and steep "
@@ -113,6 +139,12 @@ def himmelblau() -> Landscape:
         x, y = coordinates(positions)
         return (x.square() + y - 11.0).square() + (x + y.square() - 7.0).square()
 
+    def with_gradient(positions: Tensor) -> tuple[Tensor, Tensor]:
+        x, y = coordinates(positions)
+        first, second = x.square() + y - 11.0, x + y.square() - 7.0
+        losses = first.square() + second.square()
+        return losses, gradient_of(4.0 * x * first + 2.0 * second, 2.0 * first + 4.0 * y * second)
+
     return Landscape(
         key="himmelblau",
         title="Himmelblau",
@@ -120,6 +152,7 @@ def himmelblau() -> Landscape:
         dim=2,
         domain=box(-5.0, 5.0, 2),
         function=function,
+        with_gradient=with_gradient,
         minima=HIMMELBLAU_MINIMA,
         saddles=HIMMELBLAU_SADDLES,
         starts=((0.0, 0.0), (-1.0, -1.0), (-0.5, 1.0), (1.0, -4.0)),
@@ -140,6 +173,12 @@ def rastrigin(dim: int = 2) -> Landscape:
         terms = positions.square() - 10.0 * torch.cos((2.0 * math.pi) * positions)
         return 10.0 * dim + terms.sum(dim=-1)
 
+    def with_gradient(positions: Tensor) -> tuple[Tensor, Tensor]:
+        angles = (2.0 * math.pi) * positions
+        terms = positions.square() - 10.0 * torch.cos(angles)
+        grad = 2.0 * positions + (20.0 * math.pi) * torch.sin(angles)
+        return 10.0 * dim + terms.sum(dim=-1), grad
+
     return Landscape(
         key="rastrigin",
         title="Rastrigin",
@@ -147,6 +186,7 @@ def rastrigin(dim: int = 2) -> Landscape:
         dim=dim,
         domain=box(-5.12, 5.12, dim),
         function=function,
+        with_gradient=with_gradient,
         minima=(Point((0.0,) * dim, 0.0),),
         starts=(_alternate(4.5, 4.5, dim), _alternate(-2.3, 3.1, dim), _alternate(0.6, -0.4, dim)),
         teaches="A bowl covered in ripples: local methods stop in the nearest dimple, so the "
@@ -172,6 +212,18 @@ def ackley(dim: int = 2) -> Landscape:
         ripples = torch.cos(c * positions).mean(dim=-1)
         return a + math.e - a * torch.exp(-b * rms) - torch.exp(ripples)
 
+    def with_gradient(positions: Tensor) -> tuple[Tensor, Tensor]:
+        norm = torch.linalg.vector_norm(positions, dim=-1)
+        rms = norm / math.sqrt(dim)
+        angles = c * positions
+        funnel, ripples = torch.exp(-b * rms), torch.exp(torch.cos(angles).mean(dim=-1))
+        losses = a + math.e - a * funnel - ripples
+        # d rms / dx = x / (sqrt(D) |x|), taken as 0 at the origin as vector_norm's backward does.
+        slope = torch.where(norm > 0, (a * b / math.sqrt(dim)) * funnel / norm, 0.0)
+        grad = slope.unsqueeze(-1) * positions
+        grad += (c / dim) * ripples.unsqueeze(-1) * torch.sin(angles)
+        return losses, grad
+
     return Landscape(
         key="ackley",
         title="Ackley",
@@ -180,6 +232,7 @@ def ackley(dim: int = 2) -> Landscape:
         dim=dim,
         domain=box(-5.0, 5.0, dim),
         function=function,
+        with_gradient=with_gradient,
         minima=(Point((0.0,) * dim, 0.0, note="a kink: the gradient is not defined here"),),
         starts=(_alternate(3.5, 3.5, dim), _alternate(-4.0, 2.5, dim), _alternate(1.2, -0.8, dim)),
         teaches="A nearly flat outer region full of local minima around one deep funnel: "
@@ -198,6 +251,12 @@ def booth() -> Landscape:
         x, y = coordinates(positions)
         return (x + 2.0 * y - 7.0).square() + (2.0 * x + y - 5.0).square()
 
+    def with_gradient(positions: Tensor) -> tuple[Tensor, Tensor]:
+        x, y = coordinates(positions)
+        first, second = x + 2.0 * y - 7.0, 2.0 * x + y - 5.0
+        losses = first.square() + second.square()
+        return losses, gradient_of(2.0 * first + 4.0 * second, 4.0 * first + 2.0 * second)
+
     return Landscape(
         key="booth",
         title="Booth",
@@ -205,6 +264,7 @@ def booth() -> Landscape:
         dim=2,
         domain=box(-10.0, 10.0, 2),
         function=function,
+        with_gradient=with_gradient,
         minima=(Point((1.0, 3.0), 0.0),),
         starts=((-5.0, 5.0), (8.0, -6.0), (-8.0, -8.0)),
         teaches="On a convex quadratic every reasonable optimizer converges; the differences "
@@ -231,6 +291,22 @@ def goldstein_price() -> Landscape:
         )
         return first * second
 
+    def with_gradient(positions: Tensor) -> tuple[Tensor, Tensor]:
+        x, y = coordinates(positions)
+        x2, y2 = x.square(), y.square()
+        # The losses' operations in function's order, so both give the same bits.
+        s, p = x + y + 1.0, 19.0 - 14.0 * x + 3.0 * x2 - 14.0 * y + 6.0 * x * y + 3.0 * y2
+        t, q = 2.0 * x - 3.0 * y, 18.0 - 32.0 * x + 12.0 * x2 + 48.0 * y - 36.0 * x * y + 27.0 * y2
+        first = 1.0 + s.square() * p
+        second = 30.0 + t.square() * q
+        # dp/dx = dp/dy, so the first factor has the same slope along x and y.
+        first_slope = 2.0 * s * p + s.square() * (6.0 * (x + y) - 14.0)
+        second_x = 4.0 * t * q + t.square() * (24.0 * x - 36.0 * y - 32.0)
+        second_y = -6.0 * t * q + t.square() * (54.0 * y - 36.0 * x + 48.0)
+        along_x = first_slope * second + first * second_x
+        along_y = first_slope * second + first * second_y
+        return first * second, gradient_of(along_x, along_y)
+
     return Landscape(
         key="goldstein_price",
         title="Goldstein-Price",
@@ -239,6 +315,7 @@ def goldstein_price() -> Landscape:
         dim=2,
         domain=box(-2.0, 2.0, 2),
         function=function,
+        with_gradient=with_gradient,
         minima=(
             Point((0.0, -1.0), 3.0),
             Point((-0.6, -0.4), 30.0),
@@ -265,6 +342,14 @@ def six_hump_camel() -> Landscape:
         x2, y2 = x.square(), y.square()
         return (4.0 - 2.1 * x2 + x2.square() / 3.0) * x2 + x * y + (4.0 * y2 - 4.0) * y2
 
+    def with_gradient(positions: Tensor) -> tuple[Tensor, Tensor]:
+        x, y = coordinates(positions)
+        x2, y2 = x.square(), y.square()
+        losses = (4.0 - 2.1 * x2 + x2.square() / 3.0) * x2 + x * y + (4.0 * y2 - 4.0) * y2
+        along_x = x * (8.0 - 8.4 * x2 + 2.0 * x2.square()) + y
+        along_y = x + y * (16.0 * y2 - 8.0)
+        return losses, gradient_of(along_x, along_y)
+
     global_value = -1.0316284534898774
     return Landscape(
         key="six_hump_camel",
@@ -273,6 +358,7 @@ def six_hump_camel() -> Landscape:
         dim=2,
         domain=((-3.0, 3.0), (-2.0, 2.0)),
         function=function,
+        with_gradient=with_gradient,
         minima=(
             Point((0.08984201310031806, -0.7126564030207396), global_value),
             Point((-0.08984201310031806, 0.7126564030207396), global_value),
@@ -307,6 +393,11 @@ def styblinski_tang(dim: int = 2) -> Landscape:
         squared = positions.square()
         return 0.5 * (squared * (squared - 16.0) + 5.0 * positions).sum(dim=-1)
 
+    def with_gradient(positions: Tensor) -> tuple[Tensor, Tensor]:
+        squared = positions.square()
+        losses = 0.5 * (squared * (squared - 16.0) + 5.0 * positions).sum(dim=-1)
+        return losses, positions * (2.0 * squared - 16.0) + 2.5
+
     high_value = 0.5 * (STYBLINSKI_TANG_HIGH**4 - 16.0 * STYBLINSKI_TANG_HIGH**2)
     high_value += 2.5 * STYBLINSKI_TANG_HIGH
     return Landscape(
@@ -316,6 +407,7 @@ def styblinski_tang(dim: int = 2) -> Landscape:
         dim=dim,
         domain=box(-5.0, 5.0, dim),
         function=function,
+        with_gradient=with_gradient,
         minima=(
             Point((STYBLINSKI_TANG_LOW,) * dim, STYBLINSKI_TANG_LOW_VALUE * dim),
             Point((STYBLINSKI_TANG_HIGH,) * dim, high_value * dim, note="the highest of 2^D"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._base import Landscape, Point, box, coordinates
+from ._base import Landscape, Point, box, coordinates, gradient_of
 
 COURSE_NOTES = "descentlab course notes, lecture 001 (per-direction step sizes, Newton's method)"
 
@@ -26,6 +26,10 @@ def ravine() -> Landscape:
         x, y = coordinates(positions)
         return 0.1 * x.square() + 2.0 * y.square()
 
+    def with_gradient(positions: Tensor) -> tuple[Tensor, Tensor]:
+        x, y = coordinates(positions)
+        return 0.1 * x.square() + 2.0 * y.square(), gradient_of(0.2 * x, 4.0 * y)
+
     return Landscape(
         key="ravine",
         title="Ill-conditioned quadratic (ravine)",
@@ -33,6 +37,7 @@ def ravine() -> Landscape:
         dim=2,
         domain=box(-3.0, 3.0, 2),
         function=function,
+        with_gradient=with_gradient,
         minima=(Point((0.0, 0.0), 0.0),),
         starts=((-2.8, 1.0), (2.5, -1.5)),
         teaches="When curvatures differ by a factor 20, one learning rate cannot suit both "
@@ -53,6 +58,12 @@ def anisotropic_well() -> Landscape:
         x, y = coordinates(positions)
         return -torch.exp(-(0.75 * x).square() - (1.25 * y).square())
 
+    def with_gradient(positions: Tensor) -> tuple[Tensor, Tensor]:
+        x, y = coordinates(positions)
+        well = torch.exp(-(0.75 * x).square() - (1.25 * y).square())
+        # d/dx of -exp(-(3x/4)^2 - ...) = 2 (3/4)^2 x exp(...); likewise (5/4)^2 along y.
+        return -well, gradient_of(1.125 * x * well, 3.125 * y * well)
+
     return Landscape(
         key="anisotropic_well",
         title="Anisotropic well",
@@ -60,6 +71,7 @@ def anisotropic_well() -> Landscape:
         dim=2,
         domain=box(-3.0, 3.0, 2),
         function=function,
+        with_gradient=with_gradient,
         minima=(Point((0.0, 0.0), -1.0),),
         starts=((-2.0, 1.0), (1.5, -1.2), (2.5, 2.0)),
         teaches="Per-direction step sizes (Rprop, RMSprop, Adam) cope with a well that is steeper "
@@ -79,6 +91,10 @@ def saddle() -> Landscape:
         x, y = coordinates(positions)
         return x.square() - y.square()
 
+    def with_gradient(positions: Tensor) -> tuple[Tensor, Tensor]:
+        x, y = coordinates(positions)
+        return x.square() - y.square(), gradient_of(2.0 * x, -2.0 * y)
+
     return Landscape(
         key="saddle",
         title="Saddle",
@@ -86,6 +102,7 @@ def saddle() -> Landscape:
         dim=2,
         domain=box(-2.0, 2.0, 2),
         function=function,
+        with_gradient=with_gradient,
         saddles=(Point((0.0, 0.0), 0.0),),
         starts=((-1.5, 0.0), (-1.5, 0.01), (-1.5, 0.3)),
         teaches="A zero gradient does not mean a minimum: runs started near the saddle's stable "
@@ -106,6 +123,11 @@ def monkey_saddle() -> Landscape:
         x, y = coordinates(positions)
         return x * (x.square() - 3.0 * y.square())
 
+    def with_gradient(positions: Tensor) -> tuple[Tensor, Tensor]:
+        x, y = coordinates(positions)
+        x2, y2 = x.square(), y.square()
+        return x * (x2 - 3.0 * y2), gradient_of(3.0 * (x2 - y2), -6.0 * x * y)
+
     return Landscape(
         key="monkey_saddle",
         title="Monkey saddle",
@@ -113,6 +135,7 @@ def monkey_saddle() -> Landscape:
         dim=2,
         domain=box(-1.5, 1.5, 2),
         function=function,
+        with_gradient=with_gradient,
         saddles=(Point((0.0, 0.0), 0.0, note="degenerate: the Hessian is zero here"),),
         starts=((1.0, 0.0), (1.0, 0.1), (-0.5, 1.0)),
         teaches="At a degenerate saddle the gradient and the curvature both vanish, so "
@@ -137,6 +160,22 @@ def plateau() -> Landscape:
         # gradient 0), so runs reaching the minimum get finite gradients.
         return 0.01 * radius.square() - torch.sinc(radius / torch.pi)
 
+    def with_gradient(positions: Tensor) -> tuple[Tensor, Tensor]:
+        radius = torch.linalg.vector_norm(positions, dim=-1)
+        losses = 0.01 * radius.square() - torch.sinc(radius / torch.pi)
+        # d/dr (0.01 r^2 - sin(r)/r) = r (0.02 + (sin r - r cos r) / r^3), along positions / r.
+        # The fraction tends to 1/3 at r = 0, where its terms cancel: below r = 0.01 its Taylor
+        # series 1/3 - r^2/30 (next term r^4/840 < 1e-11) replaces it, and the gradient is 0.
+        small = radius < 0.01
+        safe = torch.where(small, 1.0, radius)
+        cube = safe * safe.square()
+        fraction = torch.where(
+            small,
+            1.0 / 3.0 - radius.square() / 30.0,
+            (torch.sin(safe) - safe * torch.cos(safe)) / cube,
+        )
+        return losses, positions * (0.02 + fraction).unsqueeze(-1)
+
     ring_value = 0.38829119481738883
     return Landscape(
         key="plateau",
@@ -145,6 +184,7 @@ def plateau() -> Landscape:
         dim=2,
         domain=box(-10.0, 10.0, 2),
         function=function,
+        with_gradient=with_gradient,
         minima=(
             Point((0.0, 0.0), -1.0),
             Point((PLATEAU_RING_RADIUS, 0.0), ring_value, note="one point of a ring of minima"),
@@ -169,6 +209,11 @@ def x_cos_x() -> Landscape:
         x = positions[..., 0]
         return x * torch.cos(x)
 
+    def with_gradient(positions: Tensor) -> tuple[Tensor, Tensor]:
+        x = positions[..., 0]
+        cosine = torch.cos(x)
+        return x * cosine, (cosine - x * torch.sin(x)).unsqueeze(-1)
+
     return Landscape(
         key="x_cos_x",
         title="x cos x (1-D)",
@@ -176,6 +221,7 @@ def x_cos_x() -> Landscape:
         dim=1,
         domain=box(-4.0, 4.0, 1),
         function=function,
+        with_gradient=with_gradient,
         minima=(
             Point((3.4256184594817283,), -3.2883713955908966),
             Point((-0.8603335890193797,), -0.5610963381910451),
@@ -199,6 +245,12 @@ def double_well() -> Landscape:
         squared = x.square()
         return squared * (squared - 2.0) + 0.5 * x
 
+    def with_gradient(positions: Tensor) -> tuple[Tensor, Tensor]:
+        x = positions[..., 0]
+        squared = x.square()
+        losses = squared * (squared - 2.0) + 0.5 * x
+        return losses, (4.0 * x * (squared - 1.0) + 0.5).unsqueeze(-1)
+
     return Landscape(
         key="double_well",
         title="Tilted double well (1-D)",
@@ -206,6 +258,7 @@ def double_well() -> Landscape:
         dim=1,
         domain=box(-2.0, 2.0, 1),
         function=function,
+        with_gradient=with_gradient,
         minima=(
             Point((-1.057453770738378,), -1.5147536412757057),
             Point((0.9304029265558517,), -0.5167485082852492),
