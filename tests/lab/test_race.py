@@ -102,6 +102,40 @@ def test_entries_with_their_own_starts_equal_separate_races():
     assert [r.start for r in shared.runs] == [r.start for result in alone for r in result.runs]
 
 
+@pytest.mark.parametrize("record", ["final", "path", "inspect"])
+@pytest.mark.parametrize("landscape", ["himmelblau", "x**2 + 3*y**2 - x*y"])
+def test_runs_stepped_and_recorded_jointly_equal_each_entry_raced_alone(record, landscape):
+    """First-order entries share one tensor, one gradient evaluation (closed form or autograd)
+    and one record copy a step; Schedule-Free's averaged point, Muon's matrix view, a
+    closure-driven method, clipping and projection must come out as if raced alone."""
+    entries = [
+        ("sgd", {"lr": [0.01, 0.02]}),
+        ("schedulefree_sgd", {"lr": 0.05}),
+        ("newton", {}),
+        ("adam", {"lr": 0.1}),
+        ("muon", {"lr": 0.05}),
+        ("rmsprop", {"lr": 0.01}),
+    ]
+    options = dict(steps=12, record=record, clip=5.0, project="domain", seed=3)
+    starts = [[-1.0, 2.0], [3.5, -1.5]]
+    together = lab.race(landscape, entries, starts, **options)
+    alone = [lab.race(landscape, [entry], starts, **options) for entry in entries]
+    for name in ("final", "final_loss", "diverged_at", "steps_to_tolerance"):
+        expected = torch.cat([getattr(result, name) for result in alone])
+        assert torch.equal(getattr(together, name), expected), name
+    for name in ("path", "loss", "grad"):
+        if getattr(together, name) is None:
+            assert record == "final" or (name == "grad" and record == "path")
+            continue
+        expected = torch.cat([getattr(result, name) for result in alone], dim=1)
+        assert torch.equal(getattr(together, name), expected), name
+    if record == "inspect":
+        assert together.state.keys() >= {"exp_avg", "exp_avg_sq", "square_avg"}
+        adam = [run.optimizer for run in together.runs].index("adam")
+        expected = alone[3].state["exp_avg"]
+        torch.testing.assert_close(together.state["exp_avg"][:, adam : adam + 2], expected)
+
+
 def test_divergence_is_marked_per_run_without_stopping_the_others():
     result = lab.race("ravine", [("sgd", {"lr": [0.1, 3.0]})], [[1.0, 1.0]], 100)
     assert result.diverged.tolist() == [False, True]

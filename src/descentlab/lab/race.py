@@ -67,15 +67,26 @@ class _Runner:
         self.direct = getattr(self.optimizer, "steps_by_update", False) and not self.second_order
         # Schedule-Free steps at y but is judged at its averaged point x: record that one.
         judged_at = getattr(self.optimizer, "evaluation_point", None)
+        self.judged_at_position = judged_at is None
         if judged_at is None:
-            # A view of the position, which every step updates in place: made once.
-            points = self.position.detach().view(runs, dim)
-            self.shown = lambda: points
+            self._show_rows(self.position.detach().view(runs, dim))
         else:
             self.shown = lambda: judged_at(self.position).reshape(runs, dim)
         if self.direct:
             self.state = self.optimizer.state_of(self.position, self.group)
             self.prepare()
+
+    def _show_rows(self, points: Tensor) -> None:
+        # A view of the position, which every step updates in place: made once.
+        self.shown = lambda: points
+
+    def place_in(self, rows: Tensor) -> None:
+        """Move this runner's position into ``rows`` (its rows of the joint runs' tensor), the
+        parameter staying the same object to its optimizer, as FSDP's flat parameters do."""
+        rows.copy_(self.position.detach().reshape(rows.shape))
+        self.position.data = rows.view(self.position.shape)
+        if self.judged_at_position:
+            self._show_rows(rows)
 
     def prepare(self) -> None:
         """The update and its arguments for this runner's one parameter, computed once (again
@@ -190,8 +201,22 @@ def race(
 
     minimum_values = [m.value for m in surface.minima]
     threshold = min(minimum_values) + tolerance if minimum_values else None
+    direct = [runner for runner in runners if runner.direct]
+    joint = _JointRuns(direct, surface, dtype) if direct else None
+    joint_record = (
+        None if joint is None else Recorder(record, steps, joint.positions, None, threshold)
+    )
+    parts: dict[_Runner, Recorder] = {}
+    for index, runner in enumerate(direct):
+        begin, end = joint.bounds[index]
+        parts[runner] = joint_record.part(begin, end, runner.entry.spec)
+        if not runner.judged_at_position and parts[runner].path is not None:
+            parts[runner].path[0] = runner.shown()
     recorders = [
-        Recorder(record, steps, runner.shown(), runner.entry.spec, threshold) for runner in runners
+        parts[runner]
+        if runner in parts
+        else Recorder(record, steps, runner.shown(), runner.entry.spec, threshold)
+        for runner in runners
     ]
     low, high = _domain(surface, dtype)
     center, half_span = (low + high) / 2, (high - low) / 2
@@ -203,7 +228,6 @@ def race(
         for runner, entry_schedule in zip(runners, _per_entry(schedule, entries), strict=True)
         if entry_schedule is not None and runner.base_lr is not None
     ]
-    shared = _SharedEvaluation([runner for runner in runners if runner.direct], surface)
     for step in range(steps):
         noise_scale = noise * (_factor(noise_schedule, step) if noise_schedule else 1.0)
         for runner, entry_schedule in scheduled:
@@ -212,23 +236,33 @@ def race(
                 runner.prepare()
         # Noise is drawn in runner order, whichever path a runner takes, so a seed means one race.
         noises = [_noise(runner, noise_scale, noise_generator) for runner in runners]
-        evaluated = shared.evaluate()
+        if joint is not None:
+            losses, joint_grad, grads = joint.evaluate()
+            grad_of = dict(zip(direct, grads, strict=True))
         with torch.no_grad():
             for runner, recorder, drawn in zip(runners, recorders, noises, strict=True):
                 if runner.direct:
-                    loss, grad = evaluated[runner]
+                    grad = grad_of[runner]
                     _perturb(grad, drawn, noise_scale, clip)
                     runner.update([runner.position], [grad], [runner.state], **runner.arguments)
-                    if grad.dim() != 2:
-                        grad = grad.reshape(loss.shape[0], -1)
-                else:
-                    with torch.enable_grad():
-                        loss, grad = _step(runner, surface, drawn, noise_scale, clip)
+                    if constraint is not None:
+                        constraint.project_(runner.position)
+                    continue  # recorded with the joint runs below
+                with torch.enable_grad():
+                    loss, grad = _step(runner, surface, drawn, noise_scale, clip)
                 if constraint is not None:
                     constraint.project_(runner.position)
                 recorder.after_step(
                     step, loss, grad, runner.shown(), runner.position, runner.optimizer
                 )
+            if joint is not None:
+                joint_record.after_step(step, losses, joint_grad, joint.positions, None, None)
+                for runner in direct:
+                    part = parts[runner]
+                    if not runner.judged_at_position and part.path is not None:
+                        part.path[step + 1] = runner.shown()
+                    if part.grad is not None:
+                        part.record_state(step, runner.position, runner.optimizer)
         if progress is not None:
             progress(step + 1)
 
@@ -255,52 +289,49 @@ def _expand(item: Any, race_starts: Tensor | None, surface, dtype, generator) ->
     return expand(item, race_starts)
 
 
-class _SharedEvaluation:
-    """Loss and gradient of every direct runner's runs from ONE evaluation of the landscape over
-    all of them (their runs are independent rows): its closed-form gradient where it has one
-    (every built-in landscape), else ONE backward pass.
+class _JointRuns:
+    """The direct runners' runs side by side in ONE (runs, D) tensor, stepped by one evaluation
+    of the landscape for all of them (their runs are independent rows) and recorded by one copy
+    a step.
 
-    For the backward pass the runs' points are copied into one fresh leaf (no autograd through
-    the copy), whose gradient is then split back per runner: the graph holds the landscape's
-    operations only.
+    The gradient is the landscape's closed form where it has one (every built-in landscape), else
+    ONE backward pass from a fresh leaf aliasing the runs (no autograd through copies or views).
+    Each runner's position becomes a view of its rows, so the losses and gradients split back
+    as views and its update writes the joint tensor in place.
     """
 
-    def __init__(self, direct: list[_Runner], surface) -> None:
+    def __init__(self, direct: list[_Runner], surface, dtype: torch.dtype) -> None:
         self.direct, self.surface = direct, surface
-        self.sizes = [runner.position.shape[0] for runner in direct]
-        ends = list(itertools.accumulate(self.sizes))
+        sizes = [runner.position.shape[0] for runner in direct]
+        ends = list(itertools.accumulate(sizes))
         self.bounds = list(itertools.pairwise([0, *ends]))
         total = ends[-1] if ends else 0
-        dtype = direct[0].position.dtype if direct else torch.float32
-        self.seed = torch.ones(total, dtype=dtype)  # d(loss_i)/d(loss_i): one per run
+        self.sizes = sizes
+        self.positions = torch.empty((total, surface.dim), dtype=dtype)
+        for runner, (begin, end) in zip(direct, self.bounds, strict=True):
+            runner.place_in(self.positions[begin:end])
+        self.seed = None
+        if surface.with_gradient is None:
+            self.seed = torch.ones(total, dtype=dtype)  # d(loss_i)/d(loss_i): one per run
 
-    def evaluate(self) -> dict[_Runner, tuple[Tensor, Tensor]]:
-        """Per direct runner: the loss before the step (R,) and the gradient shaped like its
-        position."""
-        if not self.direct:
-            return {}
-        with torch.no_grad():
-            points = [
-                runner.position.reshape(size, -1)
-                for runner, size in zip(self.direct, self.sizes, strict=True)
-            ]
-            joined = torch.cat(points) if len(points) > 1 else points[0].detach()
-        if self.surface.with_gradient is not None:  # a closed form: no graph, no backward pass
+    def evaluate(self) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """The joint losses before the step (runs,), their gradient (runs, D), and each direct
+        runner's gradient as a view of it shaped like its position."""
+        if self.seed is None:
             with torch.no_grad():
-                losses, grad = self.surface.with_gradient(joined)
+                losses, grad = self.surface.with_gradient(self.positions)
         else:
-            joined.requires_grad_(True)
+            leaf = self.positions.detach().requires_grad_(True)
             with torch.enable_grad():
-                losses = self.surface(joined)
-                (grad,) = torch.autograd.grad(losses, joined, grad_outputs=self.seed)
+                losses = self.surface.function(leaf)
+                (grad,) = torch.autograd.grad(losses, leaf, grad_outputs=self.seed)
             losses = losses.detach()
-        if len(self.direct) == 1:
-            runner = self.direct[0]
-            return {runner: (losses, _shaped(grad, runner.position.shape))}
-        return {
-            runner: (losses[begin:end], _shaped(grad[begin:end], runner.position.shape))
-            for runner, (begin, end) in zip(self.direct, self.bounds, strict=True)
-        }
+        parts = [grad] if len(self.direct) == 1 else torch.split(grad, self.sizes)
+        shaped = [
+            _shaped(part, runner.position.shape)
+            for runner, part in zip(self.direct, parts, strict=True)
+        ]
+        return losses, grad, shaped
 
 
 def _shaped(tensor: Tensor, shape: torch.Size) -> Tensor:

@@ -49,10 +49,20 @@ def first_true(table: Tensor) -> Tensor:
 
 
 class Recorder:
-    """One optimizer entry's record, in tensors allocated once before the race."""
+    """One optimizer entry's record, in tensors allocated once before the race.
+
+    A recorder may also keep the record of several entries whose runs lie side by side in one
+    tensor (the lab's jointly stepped runs): one copy a step records all of them, and ``part``
+    gives each entry its own recorder over its columns (views, not copies).
+    """
 
     def __init__(
-        self, mode: RecordMode, steps: int, position: Tensor, spec: Spec, threshold: float | None
+        self,
+        mode: RecordMode,
+        steps: int,
+        position: Tensor,
+        spec: Spec | None,
+        threshold: float | None,
     ) -> None:
         if mode not in RECORD_MODES:
             raise ValueError(f"record must be one of {', '.join(RECORD_MODES)}, got {mode!r}")
@@ -75,6 +85,25 @@ class Recorder:
             self.grad = torch.empty((steps, *position.shape), dtype=position.dtype)
         self.final = self.final_loss = None
 
+    def part(self, begin: int, end: int, spec: Spec) -> Recorder:
+        """The record of runs ``begin:end`` (one entry of a joint record) as views of this one;
+        this recorder's ``after_step`` writes them, the part's ``record_state`` its own state."""
+        part = Recorder.__new__(Recorder)
+        part.mode, part.spec, part.steps, part.threshold = (
+            self.mode,
+            spec,
+            self.steps,
+            self.threshold,
+        )
+        part.diverged_at = self.diverged_at[begin:end].clone()
+        part.reached_at = self.reached_at[begin:end].clone()
+        part.within = None if self.within is None else self.within[:, begin:end]
+        part.path = None if self.path is None else self.path[:, begin:end]
+        part.loss = None if self.loss is None else self.loss[:, begin:end]
+        part.grad = None if self.grad is None else self.grad[:, begin:end]
+        part.state, part.final, part.final_loss = {}, None, None
+        return part
+
     def after_step(
         self, step: int, loss: Tensor, grad: Tensor, shown: Tensor, position: Tensor, optimizer
     ) -> None:
@@ -91,9 +120,10 @@ class Recorder:
         self.path[step + 1] = shown
         if self.grad is not None:
             self.grad[step] = grad
-            self._record_state(step, position, optimizer)
+            if self.spec is not None:
+                self.record_state(step, position, optimizer)
 
-    def _record_state(self, step: int, position: Tensor, optimizer) -> None:
+    def record_state(self, step: int, position: Tensor, optimizer) -> None:
         """Every state buffer of the spec that is per coordinate (kept as (R, D)) or per run
         (first dimension R: Prodigy's d, say); others (a shared step count) are not traced."""
         state = optimizer.state[position]
