@@ -272,8 +272,16 @@ def race(
             final_loss = surface(final)
         recorder.finish(final_loss, final, center, limit)
 
+    # When the joint record holds every run in order, it already is the race's record.
+    whole = joint_record if len(direct) == len(runners) and restarts == 1 else None
     return RaceResult.assemble(
-        surface, entries, recorders, restarts=restarts, tolerance=tolerance, steps=steps
+        surface,
+        entries,
+        recorders,
+        restarts=restarts,
+        tolerance=tolerance,
+        steps=steps,
+        whole=whole,
     )
 
 

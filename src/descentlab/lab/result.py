@@ -132,7 +132,10 @@ class RaceResult:
         restarts: int,
         tolerance: float,
         steps: int,
+        whole: Recorder | None = None,
     ) -> RaceResult:
+        """The result from each entry's recorder; ``whole``, when given, is one recorder whose
+        per-step record already holds every entry's runs side by side, in order, taken as is."""
         parts = [
             _best_replicas(recorder, entry.runs, restarts)
             for entry, recorder in zip(entries, recorders, strict=True)
@@ -166,9 +169,9 @@ class RaceResult:
             diverged_at=_never_as_minus_one(torch.cat([p["diverged_at"] for p in parts])),
             steps_to_tolerance=_never_as_minus_one(torch.cat([p["reached_at"] for p in parts])),
             distance_to_minimum=_distance_to_minima(final, surface),
-            path=_joined([p["path"] for p in parts]) if recorded else None,
-            loss=_joined([p["loss"] for p in parts]) if recorded else None,
-            grad=_joined([p["grad"] for p in parts]) if inspected else None,
+            path=_joined([p["path"] for p in parts], whole and whole.path) if recorded else None,
+            loss=_joined([p["loss"] for p in parts], whole and whole.loss) if recorded else None,
+            grad=_joined([p["grad"] for p in parts], whole and whole.grad) if inspected else None,
             state=state,
         )
 
@@ -230,9 +233,11 @@ class RaceResult:
                     writer.writerow([index, info.optimizer, label, step, *point, loss, diverged])
 
 
-def _joined(per_entry: list[Tensor]) -> Tensor:
-    """Per-step records of the entries side by side (runs on dimension 1); one entry's record
-    as it is, without copying it (a 100,000-run path of 1000 steps is 800 MB)."""
+def _joined(per_entry: list[Tensor], whole: Tensor | None) -> Tensor:
+    """Per-step records of the entries side by side (runs on dimension 1), without copying
+    them where they already are (a 100,000-run path of 1000 steps is 800 MB)."""
+    if whole is not None:
+        return whole
     if len(per_entry) == 1 and per_entry[0].is_contiguous():
         return per_entry[0]
     return torch.cat(per_entry, dim=1)
