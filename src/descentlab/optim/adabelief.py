@@ -68,7 +68,7 @@ def update(
         bias_correction1 = 1 - beta1**step
         bias_correction2_sqrt = (1 - beta2**step) ** 0.5
         denom = _hyper.divide_temporary(exp_avg_var.sqrt(), bias_correction2_sqrt).add_(eps)
-        _hyper.addcdiv_(param, exp_avg, denom, -lr / bias_correction1)
+        _hyper.subcdiv_(param, exp_avg, denom, lr / bias_correction1)
 
 
 class AdaBelief(Optimizer):

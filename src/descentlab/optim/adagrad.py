@@ -47,7 +47,7 @@ def update(
         accumulator = state["sum"]
         accumulator.addcmul_(grad, grad, value=1)
         std = accumulator.sqrt().add_(eps)
-        _hyper.addcdiv_(param, grad, std, -decayed_lr)
+        _hyper.subcdiv_(param, grad, std, decayed_lr)
 
 
 def fused_update(

@@ -59,14 +59,22 @@ def update(
 
         bias_correction1 = 1 - beta1**step
         bias_correction2_sqrt = (1 - beta2**step) ** 0.5
-        step_size = lr / bias_correction1
         if amsgrad:
             second_moment = state["max_exp_avg_sq"]
             torch.maximum(second_moment, exp_avg_sq, out=second_moment)
         else:
             second_moment = exp_avg_sq
         denom = _hyper.divide_temporary(second_moment.sqrt(), bias_correction2_sqrt).add_(eps)
-        _hyper.addcdiv_(param, exp_avg, denom, -step_size)
+        if (
+            isinstance(lr, Tensor)
+            and isinstance(param, Tensor)
+            and isinstance(bias_correction1, float)
+        ):
+            # Per-run learning rates (stacked runs): m / denom written over denom, then times
+            # lr, with no other (runs, D) temporary (see _hyper.sub_); same values to rounding.
+            param.addcmul_(torch.div(exp_avg, denom, out=denom), lr, value=-1 / bias_correction1)
+        else:
+            _hyper.subcdiv_(param, exp_avg, denom, lr / bias_correction1)
 
 
 def fused_update(

@@ -45,7 +45,7 @@ def update(
         exp_avg.lerp_(grad, 1 - beta1)
         torch.maximum(exp_inf.mul_(beta2), grad.abs().add_(eps), out=exp_inf)
         corrected_lr = lr / (1 - beta1**step)
-        _hyper.addcdiv_(param, exp_avg, exp_inf, -corrected_lr)
+        _hyper.subcdiv_(param, exp_avg, exp_inf, corrected_lr)
 
 
 class Adamax(Optimizer):

@@ -88,7 +88,7 @@ def update(
             param.add_(grad, alpha=-eta_value)
         else:
             param.mul_(1 - lambd * eta)
-            _hyper.add_(param, grad, -eta)
+            _hyper.sub_(param, grad, eta)
 
         if mu.dim() == 0 and not torch.compiler.is_compiling():
             if mu.item() != 1:

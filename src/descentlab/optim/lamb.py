@@ -85,7 +85,7 @@ def update(
         if decay:
             direction = _hyper.add(direction, param, weight_decay)
         ratio = trust_ratio(slice_norm(param, stack_dims), slice_norm(direction, stack_dims))
-        _hyper.add_(param, direction.mul_(ratio), -lr)
+        _hyper.sub_(param, direction.mul_(ratio), lr)
 
 
 class LAMB(Optimizer):

@@ -53,7 +53,7 @@ def update(
         if decay:
             # Decoupled: the decay uses theta_{t-1}, before the sign step moves it.
             param.mul_(1 - lr * weight_decay)
-        _hyper.add_(param, direction, -lr)
+        _hyper.sub_(param, direction, lr)
         exp_avg.lerp_(grad, 1 - beta2)
 
 

@@ -66,9 +66,9 @@ def update(
         if use_momentum:
             buffer = state["momentum_buffer"]
             buffer.mul_(momentum).addcdiv_(grad, avg)
-            _hyper.add_(param, buffer, -lr)
+            _hyper.sub_(param, buffer, lr)
         else:
-            _hyper.addcdiv_(param, grad, avg, -lr)
+            _hyper.subcdiv_(param, grad, avg, lr)
 
 
 class RMSprop(Optimizer):

@@ -56,7 +56,7 @@ def update(
             else:
                 _hyper.add_(buffer.mul_(momentum), grad, 1 - dampening)
             grad = _hyper.add(grad, buffer, momentum) if nesterov else buffer
-        _hyper.add_(param, grad, -lr)
+        _hyper.sub_(param, grad, lr)
 
 
 def fused_update(
