@@ -93,7 +93,7 @@ def _folded_step(
     """The step of the foreach path, with its number factors multiplied together first.
 
     The loop above multiplies each coordinate by ``1 / bias_correction1``, ``lr``, the adaptive
-    factor and the rectification one after another, as torch.optim.RAdam's default path does (eight
+    factor and the rectification one after another, as torch.optim.RAdam's default path does (nine
     tensor operations, three of them new tensors); over lists each operation is one pass over
     every tensor, so the same quantity is taken in two (``sqrt(v) + eps``) and one
     ``addcdiv_``, as torch's own foreach RAdam folds its factors. Same formula; in float32 the
