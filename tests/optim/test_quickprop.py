@@ -174,3 +174,45 @@ def test_spec():
     (w * w).sum().backward()
     optimizer.step()
     assert {buffer.name for buffer in entry.state} == set(optimizer.state[w]) - {"step"}
+
+
+def _branch_gradients(step: int, dtype: torch.dtype, overflow: bool) -> list[torch.Tensor]:
+    """Gradients that drive every branch of the step: random slopes (secant, capped, crossed
+    minimum, gradient term on and off), a constant slope (p = g: the secant divides by zero),
+    zero slopes (0 / 0), slopes that repeat every other step and, with ``overflow``, slopes so
+    large that the secant overflows where the loop discards it (without weight decay: with it
+    the loop's own steps overflow)."""
+    generator = torch.Generator().manual_seed(100 + step)
+    random = torch.randn(6, 7, generator=generator, dtype=dtype)
+    constant = torch.full((5,), 0.25, dtype=dtype)
+    zero = torch.zeros(3, dtype=dtype)
+    repeating = torch.tensor([1.0, -2.0, 0.5, 0.0], dtype=dtype) * (1 + step % 2)
+    shrinking = torch.linspace(-1, 1, 9, dtype=dtype) * 0.7**step
+    # Constant finite slopes whose product with the previous step overflows float32 (d g is
+    # over 3.4e38 from the second step): the secant the loop discards is infinite.
+    huge = torch.tensor([1e21, -4e21, 2.5e21], dtype=dtype)
+    return [random, constant, zero, repeating, shrinking] + ([huge] if overflow else [])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("settings", list(SETTINGS.values()), ids=list(SETTINGS))
+def test_foreach_masks_equal_the_loops_comparisons(settings, dtype):
+    """foreach=True builds the step from masks made with sign and clamps (no comparison or
+    torch.where over lists): for finite gradients it equals the loop's step exactly."""
+    ends = []
+    overflow = not settings.get("weight_decay")
+    for foreach in (False, True):
+        params = [g.clone().requires_grad_() for g in _branch_gradients(-1, dtype, overflow)]
+        optimizer = Quickprop(params, **settings, foreach=foreach)
+        for step in range(25):
+            gradients = _branch_gradients(step, dtype, overflow)
+            for param, grad in zip(params, gradients, strict=True):
+                param.grad = grad
+            optimizer.step()
+        ends.append((params, optimizer))
+    (single, single_optimizer), (multi, multi_optimizer) = ends
+    for a, b in zip(single, multi, strict=True):
+        assert torch.isfinite(a).all()
+        assert torch.equal(a, b)
+        for name in ("prev_grad", "prev_update"):
+            assert torch.equal(single_optimizer.state[a][name], multi_optimizer.state[b][name])

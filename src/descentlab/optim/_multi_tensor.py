@@ -3,6 +3,10 @@
 The body of an elementwise update's per-parameter loop runs once for a whole bucket of alike
 parameters, over :class:`~._tensor_list.TensorList` and :class:`~._tensor_list.StateList`
 (see ``_tensor_list``): each tensor operation becomes one call of torch's ``_foreach_`` kernels.
+Where a body would take many more passes over lists than needed (per-tensor comparisons, or
+number factors applied one pass each), the algorithm checks ``isinstance(param, TensorList)`` and
+takes a foreach form of the same formula: RAdam, Adadelta and Quickprop do (see each one's notes
+on how its result compares with the loop's).
 
 The body sees one step count and one value of every scalar state entry (Schedule-Free's ``lr_max``,
 ASGD's ``eta``), so :func:`multi_tensor_update` first splits the parameters into buckets that agree

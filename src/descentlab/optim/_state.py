@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from ._hyper import Hyper, add, is_nonzero
+from ._tensor_list import TensorList
 
 
 def scalar_dtype() -> torch.dtype:
@@ -25,11 +26,14 @@ def advance(state: dict) -> float | Tensor:
     return count(counter)
 
 
-def count(counter: Tensor) -> float | Tensor:
+def count(counter: Tensor | TensorList) -> float | Tensor:
     """A step counter's value: a Python number, or, while torch.compile traces, a float64 0-d
     tensor, so that the compiled step neither breaks its graph on ``.item()`` nor bakes in the
-    count (which would recompile it at every step). The updates compute with either."""
+    count (which would recompile it at every step). The updates compute with either. On the
+    foreach path ``counter`` is the list of a bucket's counters, which all hold one count."""
     if torch.compiler.is_compiling():
+        if isinstance(counter, TensorList):
+            counter = counter.tensors[0]
         return counter.to(torch.float64)
     return counter.item()
 

@@ -12,6 +12,7 @@ from . import _hyper
 from ._base import Optimizer, torch_flags
 from ._hyper import Hyper
 from ._state import advance, decayed_gradient, zeroed
+from ._tensor_list import TensorList
 from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
 #: Liu et al. use the adaptive step once the approximated SMA length exceeds this (torch: 5).
@@ -55,14 +56,17 @@ def update(
 
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
-        momentum_step = _hyper.multiply_temporary(exp_avg / bias_correction1, lr)
         rho_inf = 2 / (1 - beta2) - 1
         rho_t = rho_inf - 2 * step * (beta2**step) / bias_correction2
         tractable = rho_t > RECTIFY_THRESHOLD
+        if isinstance(param, TensorList) and not isinstance(tractable, Tensor):
+            rectification = _rectification(rho_t, rho_inf) if tractable else None
+            _folded_step(param, exp_avg, exp_avg_sq, lr, eps, bias_correction1, bias_correction2,
+                         rectification)  # fmt: skip
+            continue
+        momentum_step = _hyper.multiply_temporary(exp_avg / bias_correction1, lr)
         if isinstance(tractable, Tensor) or tractable:
-            rectification = (
-                (rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)
-            ) ** 0.5
+            rectification = _rectification(rho_t, rho_inf)
             adaptive_lr = (bias_correction2**0.5) / exp_avg_sq.sqrt().add_(eps)
             if isinstance(tractable, Tensor):
                 # Per-run beta2: each run takes its own branch (the other's NaNs are discarded).
@@ -75,6 +79,33 @@ def update(
             param.sub_(adaptive_step)
         else:
             param.sub_(momentum_step)
+
+
+def _rectification(rho_t: Hyper, rho_inf: Hyper) -> Hyper:
+    """:math:`r_t`, the factor that rectifies the adaptive step's variance (Liu et al., eq. 6)."""
+    return ((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) ** 0.5
+
+
+def _folded_step(
+    params: TensorList, exp_avgs: TensorList, exp_avg_sqs: TensorList, lr: float, eps: float,
+    bias_correction1: float, bias_correction2: float, rectification: float | None,
+) -> None:  # fmt: skip
+    """The step of the foreach path, with its number factors multiplied together first.
+
+    The loop above multiplies each coordinate by ``1 / bias_correction1``, ``lr``, the adaptive
+    factor and the rectification one after another, as torch.optim.RAdam's default path does (nine
+    tensor operations, three of them new tensors); over lists each operation is one pass over
+    every tensor, so the same quantity is taken in two (``sqrt(v) + eps``) and one
+    ``addcdiv_``, as torch's own foreach RAdam folds its factors. Same formula; in float32 the
+    result differs from the loop's in the last bits (``tests/optim/test_foreach.py`` bounds it).
+    ``rectification`` is None while the adaptive step is not yet tractable.
+    """
+    if rectification is not None:
+        denominator = exp_avg_sqs.sqrt().add_(eps)
+        step_size = lr * rectification * bias_correction2**0.5 / bias_correction1
+        params.addcdiv_(exp_avgs, denominator, value=-step_size)
+    else:
+        params.add_(exp_avgs, alpha=-lr / bias_correction1)
 
 
 class RAdam(Optimizer):
