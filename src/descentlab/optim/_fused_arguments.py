@@ -44,6 +44,10 @@ def _point(alias: Tensor, tensor: Tensor) -> Tensor:
     return alias.set_(tensor.untyped_storage(), tensor.storage_offset(), (tensor.numel(),), (1,))
 
 
+#: What ``dict.get`` gives for a key that is not there (None may be an entry's value).
+_MISSING = object()
+
+
 def _grad_freed(member_ref: weakref.ref, _grad_ref: weakref.ref) -> None:
     member = member_ref()
     if member is not None:
@@ -98,33 +102,28 @@ class Member:
         return len(state) == len(seen) and all(map(operator.is_, state.values(), seen))
 
     def write_back(self) -> None:
-        """Entries the update assigned into the state handed to it go into the parameter's
-        state (a parameter-sized one in the parameter's shape, a Python number as a tensor)."""
+        """Entries the update assigned (rather than changed in place) into the state handed to it
+        go into the parameter's state: a parameter-sized one in the parameter's shape, a Python
+        number as a 0-d tensor (so that a new value does not compile the update again)."""
         flat_state, handed = self.flat_state, self.handed
         if len(flat_state) == len(handed) and all(
             map(operator.is_, flat_state.values(), handed.values())
         ):
             return
-        write_back(flat_state, handed, self.state, self.shape)
-        self.remember()
-
-
-def write_back(
-    flat_state: dict[str, Any], handed: dict[str, Any], state: dict[str, Any], shape: torch.Size
-) -> None:
-    """Entries the update assigned (rather than changed in place) into the parameter's state;
-    a parameter-shaped entry gets the parameter's shape back, a float becomes a 0-d tensor."""
-    for key, value in flat_state.items():
-        if key in handed and value is handed[key]:
-            continue
-        if isinstance(value, float):
-            like = state.get("step")
-            value = flat_state[key] = torch.tensor(
-                value, dtype=like.dtype if isinstance(like, Tensor) else None
-            )
-        if isinstance(value, Tensor) and value.dim() == 1 and value.numel() == shape.numel():
-            value = value.view(shape)
-        state[key] = value
+        state, like = self.state, self.flat_param
+        for key in handed.keys() - flat_state.keys():  # deleted by the update
+            del handed[key]
+            state.pop(key, None)
+        for key, value in flat_state.items():
+            if value is handed.get(key, _MISSING):
+                continue
+            if isinstance(value, float):
+                value = flat_state[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+            handed[key] = value
+            if isinstance(value, Tensor) and value.dim() == 1 and value.numel() == like.numel():
+                value = value.view(self.shape)
+            state[key] = value
+        self.seen = tuple(state.values())
 
 
 def flat_member(param: Tensor, grad: Tensor, state: dict[str, Any]) -> Member | None:
