@@ -313,7 +313,7 @@ class Optimizer(torch.optim.Optimizer):
         ``foreach`` does (``_multi_tensor``); else the single-tensor loop. All compute the same
         update, from the same function except where torch's own fused kernel is taken."""
         if group.get("fused") and self.elementwise:
-            return _fused.fused_update(type(self), hyperparameters)
+            return _fused.fused_update(type(self), hyperparameters, self._fused_cache(group))
         foreach = group.get("foreach")
         if self.elementwise and _multi_tensor.applies(foreach, params, hyperparameters):
             update, cache = type(self).update, self._bucket_cache(group)
@@ -328,13 +328,22 @@ class Optimizer(torch.optim.Optimizer):
 
     def _bucket_cache(self, group: dict[str, Any]) -> _multi_tensor.BucketCache:
         """The multi-tensor path's cache of ``group``'s buckets (see ``_multi_tensor``)."""
-        caches = self.__dict__.setdefault("_bucket_caches", {})
+        return self._group_cache("_bucket_caches", group, _multi_tensor.BucketCache)
+
+    def _fused_cache(self, group: dict[str, Any]) -> _fused.ChunkCache:
+        """The compiled fused path's cache of ``group``'s chunks (see ``_fused_arguments``)."""
+        return self._group_cache("_fused_caches", group, _fused.ChunkCache)
+
+    def _group_cache(self, name: str, group: dict[str, Any], make: Callable[[], Any]) -> Any:
+        caches = self.__dict__.setdefault(name, {})
         entry = caches.get(id(group))
         if entry is None or entry[0] is not group:  # the group is kept, so its id is not reused
-            entry = caches[id(group)] = (group, _multi_tensor.BucketCache())
+            entry = caches[id(group)] = (group, make())
         return entry[1]
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """torch's ``load_state_dict``; the new state dicts also drop the cached buckets."""
+        """torch's ``load_state_dict``; the new state dicts also drop the cached buckets and
+        chunks."""
         self.__dict__.pop("_bucket_caches", None)
+        self.__dict__.pop("_fused_caches", None)
         super().load_state_dict(state_dict)

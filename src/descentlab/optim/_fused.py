@@ -24,6 +24,17 @@ loops (see ``REALIZE_OPCOUNT_THRESHOLD``). The results equal the eager update's 
 rounding (the compiled code computes the scalar factors in float64 and may reorder or fuse
 multiplications).
 
+Per call, torch.compile's wrappers (dynamo's guards, the sizes it reads from each input, AOT
+autograd's and Inductor's wrappers) cost a few microseconds per tensor: on small tensors the
+step is that overhead. So the aliases and argument lists of each chunk are built once and kept
+with the group between steps (``_fused_arguments.ChunkCache``: rebuilt when a parameter loses its
+gradient, after ``load_state_dict``, when state is written from outside; a new gradient only
+re-points its alias), ``use_duck_shape`` is patched once per step rather than per call, and
+Inductor's size asserts (checks of each input's size and stride that the guards have already
+made) are left out of the generated code (``size_asserts``). Skipping dynamo's guards once the
+chunks are known valid (``torch.compiler.set_stance(skip_guard_eval_unsafe=True)``) and Inductor's
+C++ wrapper (``cpp_wrapper``) were measured too and saved nothing (the latter cost more).
+
 The first compiled step costs what Inductor needs to generate and build the code, once per
 algorithm and chunk size: about 5 to 30 s for each of up to five graphs on a 2-core CPU (cached on
 disk by Inductor between processes). torch.compile needs a C++ compiler on the CPU and Triton on
@@ -32,7 +43,6 @@ CUDA; without one, the first step says so.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +51,7 @@ import torch.fx.experimental._config
 from torch import Tensor
 from torch.utils.weak import WeakIdKeyDictionary
 
+from ._fused_arguments import ChunkCache
 from ._multi_tensor import has_tensor_hyperparameter
 
 Update = Callable[..., None]
@@ -49,9 +60,6 @@ Update = Callable[..., None]
 _COMPILED: dict[Update, Update] = {}
 #: The first parameter of every group that has taken an (eager) first step.
 _STEPPED: WeakIdKeyDictionary = WeakIdKeyDictionary()
-#: 1-D aliases of parameters and state buffers handed to the compiled update, by the id of the
-#: tensor (with a weak reference to it, which drops the entry with the tensor; see _flat_alias).
-_ALIASES: dict[int, tuple[weakref.ref, Tensor]] = {}
 #: Device types whose compiler was found (looked up once: the search runs the compiler).
 _COMPILER_FOUND: set[str] = set()
 
@@ -68,64 +76,83 @@ def fused_steps(params: list[Tensor], states: list[dict[str, Any]]) -> list[Tens
     return steps
 
 
-def fused_update(optimizer_class: type, hyperparameters: dict[str, Any]) -> Update:
-    """The fused implementation of ``optimizer_class.update`` for these hyperparameters."""
+def fused_update(
+    optimizer_class: type, hyperparameters: dict[str, Any], cache: ChunkCache | None = None
+) -> Update:
+    """The fused implementation of ``optimizer_class.update`` for these hyperparameters;
+    ``cache`` (the group's) keeps the compiled calls' arguments between steps."""
     kernel = getattr(optimizer_class, "fused_kernel", None)
     if kernel is not None and not has_tensor_hyperparameter(hyperparameters):
         return kernel
-    return _CompiledStep(optimizer_class.update)
+    return _CompiledStep(optimizer_class.update, cache)
 
 
 class _CompiledStep:
-    """Calls the compiled update once per parameter, giving it the changing values as tensors."""
+    """Calls the compiled update on chunks of parameters, giving it the changing values as
+    tensors; the chunks' arguments are kept in the group's ``cache`` between steps."""
 
-    def __init__(self, update: Update) -> None:
+    def __init__(self, update: Update, cache: ChunkCache | None = None) -> None:
         self.update = update
+        self.cache = cache
 
     def __call__(
         self, params: list[Tensor], grads: list[Tensor], states: list[dict], **hyperparameters: Any
     ) -> None:
-        if params[0] not in _STEPPED or any(_is_new(state) for state in states):
-            # The first step creates state (SGD's momentum buffer, ...): eager, so that the
-            # compiled code sees the layout every later step has.
-            self.update(params, grads, states, **hyperparameters)
-            _STEPPED[params[0]] = True
-            return
-        require_compiler(params[0].device)
-        for param, state in zip(params, states, strict=True):
-            for key, value in state.items():
-                if isinstance(value, float):
-                    state[key] = torch.tensor(value, dtype=param.dtype, device=param.device)
         lr = hyperparameters.get("lr")
         if isinstance(lr, float | int) and not isinstance(lr, bool):
             hyperparameters["lr"] = torch.tensor(lr, dtype=torch.float64)
         # Per-run or per-coordinate tensors broadcast against the parameter's own shape.
         flatten = not _shaped_hyperparameter(hyperparameters)
-        step = compiled(self.update)
-        flat_members = []
-        for param, grad, state in zip(params, grads, states, strict=True):
-            flat = _flat_views(param, grad, state) if flatten else None
-            if flat is None:
-                step([param], [grad], [state], **hyperparameters)
+        cache = self.cache if flatten and self.cache is not None else ChunkCache()
+        chunks = cache.reuse(params, grads, states) if flatten else None
+        if chunks is None:
+            if params[0] not in _STEPPED or any(_is_new(state) for state in states):
+                # The first step creates state (SGD's momentum buffer, ...): eager, so that the
+                # compiled code sees the layout every later step has.
+                self.update(params, grads, states, **hyperparameters)
+                _STEPPED[params[0]] = True
+                return
+            require_compiler(params[0].device)
+            for param, state in zip(params, states, strict=True):
+                _tensor_numbers(state, param)
+            if flatten:
+                chunks = cache.build(params, grads, states, chunk_sizes)
             else:
-                flat_members.append((*flat, dict(flat[2]), state, param.shape))
-        start = 0
-        for size in chunk_sizes(len(flat_members)):
-            chunk = flat_members[start : start + size]
-            start += size
-            # Without duck shaping, parameters of equal size get sizes of their own in the graph
-            # rather than one shared (and guarded: a chunk of other sizes would compile again).
-            with torch.fx.experimental._config.patch(use_duck_shape=False):
-                step(*([member[part] for member in chunk] for part in range(3)), **hyperparameters)
-            for _, _, flat_state, handed, state, shape in chunk:
-                _write_back(flat_state, handed, state, shape)
+                cache.clear()
+                cache.alone = list(range(len(params)))
+                chunks = []
+        step = compiled(self.update)
+        for index in cache.alone:
+            _tensor_numbers(states[index], params[index])
+            step([params[index]], [grads[index]], [states[index]], **hyperparameters)
+        if not chunks:
+            return
+        # Without duck shaping, parameters of equal size get sizes of their own in the graph
+        # rather than one shared (and guarded: a chunk of other sizes would compile again).
+        with torch.fx.experimental._config.patch(use_duck_shape=False):
+            for chunk in chunks:
+                step(chunk.params, chunk.grads, chunk.states, **hyperparameters)
+        for chunk in chunks:
+            for member in chunk.members:
+                member.write_back()
 
 
-#: Parameters per call of the compiled update. Each call costs about 150 us of torch.compile's
-#: guards and wrappers plus 15 us per parameter (measured on 96 small tensors: one call per
-#: parameter made RMSprop's step 5x slower than eager), while a call for the whole list unrolls
-#: it into one graph that takes minutes to build for 1000 tensors. Chunks of this size (and 8, 4,
-#: 2, 1 for the rest) need at most five graphs, whatever the parameter count.
+def _tensor_numbers(state: dict[str, Any], param: Tensor) -> None:
+    """Python-number entries of ``state`` as 0-d tensors, so that a new value does not compile
+    the update again."""
+    for key, value in state.items():
+        if isinstance(value, float):
+            state[key] = torch.tensor(value, dtype=param.dtype, device=param.device)
+
+
+#: Parameters per call of the compiled update. A call's overhead is mostly per tensor (about 8 us
+#: per parameter for RMSprop with prepared arguments), plus a few tens of microseconds per call:
+#: chunks of 32 took about 0.1 ms off a step of 100 small tensors (RMSprop, Lion; 4 calls instead
+#: of 7), while one chunk's graph takes longer to build the larger it is (RMSprop: 14 s for 16
+#: parameters, 63 s for 64, measured once each) and a call for the whole list unrolls it into one
+#: graph that takes minutes to build for 1000 tensors; one call per parameter made RMSprop's step
+#: 5x slower than eager. Chunks of this size (and 8, 4, 2, 1 for the rest) need at most five
+#: graphs, whatever the parameter count.
 CHUNK = 16
 
 
@@ -145,58 +172,6 @@ def _shaped_hyperparameter(hyperparameters: dict[str, Any]) -> bool:
     )
 
 
-def _flat_views(
-    param: Tensor, grad: Tensor, state: dict[str, Any]
-) -> tuple[Tensor, Tensor, dict[str, Any]] | None:
-    """1-D aliases of a parameter, its gradient and its parameter-shaped state buffers, so that
-    one compiled graph serves parameters of every rank; None where that is not possible (a
-    non-contiguous tensor, or a 0-d parameter, whose buffers look like its step counter)."""
-    if param.dim() == 0 or not (param.is_contiguous() and grad.is_contiguous()):
-        return None
-    flat_state = {}
-    for key, value in state.items():
-        if isinstance(value, Tensor) and value.shape == param.shape:
-            if not value.is_contiguous():
-                return None
-            value = _flat_alias(value)
-        flat_state[key] = value
-    return _flat_alias(param), _flat_alias(grad), flat_state
-
-
-def _flat_alias(tensor: Tensor) -> Tensor:
-    """A 1-D tensor on ``tensor``'s memory that is not a view of it: torch.compile traces a view
-    from its base, whose rank it would then guard on (one graph per rank). Kept while the tensor
-    lives on the same memory (parameters and buffers: from step to step)."""
-    key = id(tensor)
-    kept = _ALIASES.get(key)
-    if kept is not None:
-        owner, alias = kept
-        if (
-            owner() is tensor
-            and alias.data_ptr() == tensor.data_ptr()
-            and alias.dtype == tensor.dtype
-            and alias.numel() == tensor.numel()
-        ):
-            return alias
-    alias = tensor.new_empty(0)
-    alias.set_(tensor.untyped_storage(), tensor.storage_offset(), (tensor.numel(),), (1,))
-    _ALIASES[key] = (weakref.ref(tensor, lambda _, key=key: _ALIASES.pop(key, None)), alias)
-    return alias
-
-
-def _write_back(
-    flat_state: dict[str, Any], handed: dict[str, Any], state: dict[str, Any], shape: torch.Size
-) -> None:
-    """Entries the update assigned (rather than changed in place) into the parameter's state;
-    a parameter-shaped entry gets the parameter's shape back."""
-    for key, value in flat_state.items():
-        if key in handed and value is handed[key]:
-            continue
-        if isinstance(value, Tensor) and value.dim() == 1 and value.numel() == shape.numel():
-            value = value.view(shape)
-        state[key] = value
-
-
 def _is_new(state: dict[str, Any]) -> bool:
     """Whether a parameter's state has not been stepped yet (a step counter at 0)."""
     step = state.get("step")
@@ -210,6 +185,11 @@ def _is_new(state: dict[str, Any]) -> bool:
 #: the loop, and the elementwise chain still fuses into one loop (seen in ``TORCH_LOGS=output_code``).
 REALIZE_OPCOUNT_THRESHOLD = 2
 
+#: Inductor's options for the compiled update: the threshold above, and no ``assert_size_stride``
+#: of every input at every call (dynamo's guards check sizes and strides already; leaving them
+#: out took about 2 us per parameter off a step, measured on 100 small tensors).
+INDUCTOR_OPTIONS = {"realize_opcount_threshold": REALIZE_OPCOUNT_THRESHOLD, "size_asserts": False}
+
 
 def compiled(update: Update) -> Update:
     """``update`` compiled by torch.compile for one parameter of any size (cached: one wrapper
@@ -218,7 +198,7 @@ def compiled(update: Update) -> Update:
         _COMPILED[update] = torch.compile(
             update,
             dynamic=True,
-            options={"realize_opcount_threshold": REALIZE_OPCOUNT_THRESHOLD},
+            options=INDUCTOR_OPTIONS,
         )
     return _COMPILED[update]
 
