@@ -334,7 +334,7 @@ class _JointRuns:
                 losses = self.surface.function(leaf)
                 (grad,) = torch.autograd.grad(losses, leaf, grad_outputs=self.seed)
             losses = losses.detach()
-        parts = [grad] if len(self.direct) == 1 else torch.split(grad, self.sizes)
+        parts = [grad] if len(self.direct) == 1 else grad.split_with_sizes(self.sizes)
         shaped = [
             _shaped(part, runner.position.shape)
             for runner, part in zip(self.direct, parts, strict=True)
