@@ -35,22 +35,13 @@ import torch
 
 import descentlab.optim as optim
 from descentlab.optim import _tensor_list
+from step_speed import positive  # this folder is on the path when a benchmark runs as a script
 
 REFERENCE = "adam"
 
 
 def elementwise_keys() -> list[str]:
     return [key for key in optim.names() if getattr(optim.spec(key).factory, "elementwise", False)]
-
-
-def positive(text: str) -> int:
-    try:
-        value = int(text.replace("_", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
