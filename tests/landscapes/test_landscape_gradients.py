@@ -45,6 +45,8 @@ def assert_matches_autograd(landscape, positions: torch.Tensor) -> None:
     assert torch.equal(losses, landscape.function(positions)), "losses differ from function's"
     reference = autograd_gradient(landscape, positions)
     assert grad.shape == positions.shape and grad.dtype == positions.dtype
+    # New memory: the lab perturbs and clips gradients in place.
+    assert grad.untyped_storage().data_ptr() != positions.untyped_storage().data_ptr()
     torch.testing.assert_close(grad, reference, rtol=1e-10, atol=1e-9)
 
 

@@ -55,6 +55,8 @@ class _Runner:
         shape = (runs, 1, dim) if entry.spec.matrices_only else (runs, dim)
         # A fresh leaf, not a view: a view leaf read through a view made before an in-place
         # step gives autograd stale gradients (line searches evaluate several points per step).
+        # First-order runners, which never differentiate through it, then move into the joint
+        # runs' tensor (place_in).
         self.position = starts.reshape(shape).clone().requires_grad_(True)
         self.starts = starts
         self.optimizer = entry.spec.factory(

@@ -40,7 +40,8 @@ class Landscape:
         domain: per-axis ``(low, high)`` plotting box, ``len(domain) == dim``.
         function: ``(..., D) -> (...)`` torch code; call the landscape rather than this.
         with_gradient: ``(..., D) -> ((...), (..., D))``, the losses exactly as ``function``
-            computes them and their gradient in closed form; None (a typed expression): autograd.
+            computes them and their gradient in closed form, both new tensors (the lab perturbs
+            and clips gradients in place); None (a typed expression): autograd.
         minima: known minima, global ones first (may be empty, e.g. for a typed expression).
         saddles: known saddle points.
         starts: suggested start points, each of length D.
