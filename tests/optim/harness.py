@@ -10,6 +10,18 @@ import torch
 import descentlab.optim as optim
 
 
+def random_params(shapes, seed: int, dtype=torch.float32) -> list[torch.Tensor]:
+    """Leaf parameters of these shapes, uniform in [-1, 1): drawn in float64 from ``seed`` and
+    cast to ``dtype``, so float32 and float64 runs start from the same values."""
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1)
+        .to(dtype)
+        .requires_grad_()
+        for shape in shapes
+    ]
+
+
 def wavy_loss(param: torch.Tensor) -> torch.Tensor:
     """A smooth non-quadratic loss, summed per run over the last dimension (shape: param[..., 0]).
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from harness import wavy_loss
+from harness import random_params, wavy_loss
 
 import descentlab.optim as optim
 from descentlab.optim import _multi_tensor
@@ -52,13 +52,7 @@ SHAPES = [(3, 4), (5,), (), (2, 1, 3)]
 
 
 def _params(dtype=torch.float32):
-    generator = torch.Generator().manual_seed(7)
-    return [
-        (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1)
-        .to(dtype)
-        .requires_grad_()
-        for shape in SHAPES
-    ]
+    return random_params(SHAPES, seed=7, dtype=dtype)
 
 
 def _train(key, settings, foreach, steps=12, skip_every=0, params=None):

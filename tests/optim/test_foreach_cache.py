@@ -8,7 +8,7 @@ import copy
 
 import pytest
 import torch
-from harness import wavy_loss
+from harness import random_params, wavy_loss
 
 import descentlab.optim as optim
 from descentlab.optim import _multi_tensor
@@ -18,13 +18,7 @@ SHAPES = [(3, 4), (5,), (2, 3), ()]
 
 
 def _params(dtype=torch.float32):
-    generator = torch.Generator().manual_seed(3)
-    return [
-        (torch.rand(shape, generator=generator, dtype=torch.float64) * 2 - 1)
-        .to(dtype)
-        .requires_grad_()
-        for shape in SHAPES
-    ]
+    return random_params(SHAPES, seed=3, dtype=dtype)
 
 
 def _step(optimizer, params):

@@ -305,7 +305,7 @@ class _JointRuns:
     a step.
 
     The gradient is the landscape's closed form where it has one (every built-in landscape), else
-    ONE backward pass from a fresh leaf aliasing the runs (no autograd through copies or views).
+    ONE backward pass (``Landscape.value_and_grad``), from a fresh leaf aliasing the runs.
     Each runner's position becomes a view of its rows, so the losses and gradients split back
     as views and its update writes the joint tensor in place.
     """
@@ -320,22 +320,11 @@ class _JointRuns:
         self.positions = torch.empty((total, surface.dim), dtype=dtype)
         for runner, (begin, end) in zip(direct, self.bounds, strict=True):
             runner.place_in(self.positions[begin:end])
-        self.seed = None
-        if surface.with_gradient is None:
-            self.seed = torch.ones(total, dtype=dtype)  # d(loss_i)/d(loss_i): one per run
 
     def evaluate(self) -> tuple[Tensor, Tensor, list[Tensor]]:
         """The joint losses before the step (runs,), their gradient (runs, D), and each direct
         runner's gradient as a view of it shaped like its position."""
-        if self.seed is None:
-            with torch.no_grad():
-                losses, grad = self.surface.with_gradient(self.positions)
-        else:
-            leaf = self.positions.detach().requires_grad_(True)
-            with torch.enable_grad():
-                losses = self.surface.function(leaf)
-                (grad,) = torch.autograd.grad(losses, leaf, grad_outputs=self.seed)
-            losses = losses.detach()
+        losses, grad = self.surface.value_and_grad(self.positions)
         parts = [grad] if len(self.direct) == 1 else grad.split_with_sizes(self.sizes)
         shaped = [
             _shaped(part, runner.position.shape)
