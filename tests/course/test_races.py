@@ -53,6 +53,35 @@ def test_requests_with_different_optimizers_share_one_race_per_landscape_and_equ
             )
 
 
+def test_a_batch_on_several_landscapes_is_one_race_and_equals_each_request_alone(monkeypatch):
+    """Requests on four landscapes (one typed) with the same steps share ONE lab race; each
+    answer, its divergence (judged on its own landscape's domain) included, is its own race's."""
+    calls = []
+    assorted = lab.race_assorted
+    monkeypatch.setattr(lab, "race_assorted", lambda *a, **k: calls.append(a) or assorted(*a, **k))
+    sent = [
+        request(0.05, (-2.0, 1.0)),
+        request(0.01, (1.0, 1.0), landscape="himmelblau"),
+        request(0.002, (-1.0, 1.5), landscape="rosenbrock"),
+        request(0.1, (0.5, -0.5), landscape="x**2 + 3*sin(y)"),
+        RaceRequest("ravine", (-2.8, 1.0), 80, (Racer("sgd", (("lr", 5.0),)),)),
+    ]
+    together = run_batch(sent)
+    assert len(calls) == 1 and len(calls[0][0]) == 4  # one race, four landscapes
+    assert together[4]["runs"][0]["diverged"]
+    for single, shared in zip(sent, together, strict=True):
+        alone = run_batch([single])[0]
+        assert shared["landscape"] == alone["landscape"]
+        for run_alone, run_shared in zip(alone["runs"], shared["runs"], strict=True):
+            assert run_shared["diverged_at"] == run_alone["diverged_at"]
+            if run_alone["diverged"]:  # non-finite values go out as null
+                assert run_shared["path"] == run_alone["path"]
+                continue
+            assert torch.allclose(
+                torch.tensor(run_shared["path"]), torch.tensor(run_alone["path"]), 1e-5, 1e-6
+            )
+
+
 def test_an_optimizer_the_lab_refuses_fails_only_its_own_requests():
     refused = RaceRequest("ravine", (-2.0, 1.0), 30, (Racer("sgd", (("lr", -1.0),)),))
     fine = RaceRequest("ravine", (1.0, 1.0), 30, (Racer("adam", (("lr", 0.1),)),))

@@ -2,9 +2,12 @@
 
 The lab advances N runs of one optimizer with one call per step, so 200 runs cost little more than
 one. A request here is small (1 to 4 optimizers, one start), so the service gathers the requests
-that arrive while a batch is computing, groups them by (landscape, steps), and calls ``lab.race``
-once per group: one entry per (optimizer key, lr schedule), each under its own schedule, with
-every run's hyperparameters as per-run lists paired one to one with the entry's own starts.
+that arrive while a batch is computing and races all of them with the same number of steps as
+one race, whatever their landscapes (``lab.race_assorted``: each landscape evaluates its own
+runs): one entry per (optimizer key, lr schedule), each under its own schedule, with every run's
+hyperparameters as per-run lists paired one to one with the entry's own starts. A step of a
+small race costs its number of tensor operations, so one race over four landscapes answers a
+batch about twice as fast as four races (measured on 200 requests of 4 optimizers, 300 steps).
 Results are split back per request; each run's JSON is cached by (landscape, start, steps,
 racer), so a slider that changes one racer recomputes that racer only, and whole answers are
 cached by request.
@@ -103,48 +106,84 @@ def run_keys(request: RaceRequest) -> list[RunKey]:
 
 
 def compute_runs(keys: list[RunKey]) -> dict[RunKey, bytes | Exception]:
-    """Every run, with one ``lab.race`` per (landscape, steps) holding all of its runs: one entry
-    per (optimizer key, schedule), with per-run hyperparameters as lists paired one to one with
-    the entry's own starts, and each entry under its own schedule. The lab evaluates the
-    landscape once per step for every entry of a race."""
+    """Every run, in one race per (steps, dimension) on all of its landscapes at once
+    (``lab.race_assorted``): one entry per (optimizer key, schedule), with per-run
+    hyperparameters as lists paired one to one with the entry's own starts, and each entry under
+    its own schedule. Each step then updates every entry once and evaluates each landscape once,
+    whatever the number of landscapes. Should the lab refuse such a race, its landscapes race
+    apart, so that one bad landscape or entry fails its own runs only."""
     results: dict[RunKey, bytes | Exception] = {}
-    groups: dict[tuple[str, int], list[RunKey]] = defaultdict(list)
+    surfaces: dict[str, Any] = {}
+    groups: dict[tuple[int, int], list[RunKey]] = defaultdict(list)
     for key in dict.fromkeys(keys):
-        groups[(key.landscape, key.steps)].append(key)
-    for (landscape_text, steps), members in groups.items():
-        by_entry: dict[tuple[str, ScheduleSetting | None], list[RunKey]] = defaultdict(list)
-        for key in members:
-            by_entry[(key.racer.key, key.racer.schedule)].append(key)
+        if key.landscape not in surfaces:
+            try:
+                surfaces[key.landscape] = resolve_landscape(key.landscape)
+            except ValueError as error:
+                results[key] = error
+                continue
+        surface = surfaces[key.landscape]
+        groups[(key.steps, surface.dim)].append(key)
+    for (steps, _), members in groups.items():
+        texts = list(dict.fromkeys(key.landscape for key in members))
+        by_entry = _by_entry(members)
+        ordered = [key for runs in by_entry.values() for key in runs]
         try:
-            surface = resolve_landscape(landscape_text)
-            result = lab.race(
-                surface,
+            shares = lab.race_assorted(
+                [surfaces[text] for text in texts],
                 [_entry(optimizer, runs) for (optimizer, _), runs in by_entry.items()],
+                [texts.index(key.landscape) for key in ordered],
                 steps=steps,
                 record="path",
-                schedule=[
-                    None if schedule is None else build_schedule(schedule)
-                    for _, schedule in by_entry
-                ],
+                schedule=_schedules(by_entry),
             )
-        except (ValueError, TypeError) as error:
-            if len(by_entry) == 1:
-                results.update(dict.fromkeys(members, error))
-            else:  # find which entry's runs the lab refuses; the others still race
-                results.update(compute_runs_apart(by_entry))
+        except (ValueError, TypeError):
+            for text in texts:
+                results.update(
+                    _compute_on(surfaces[text], steps, [k for k in members if k.landscape == text])
+                )
             continue
-        rows = _Rows(result)
-        ordered = [key for runs in by_entry.values() for key in runs]
-        for run, key in enumerate(ordered):
-            results[key] = rows.run(run, key.racer)
+        for text, share in zip(texts, shares, strict=True):
+            rows = _Rows(share)
+            for run, key in enumerate(k for k in ordered if k.landscape == text):
+                results[key] = rows.run(run, key.racer)
     return results
 
 
-def compute_runs_apart(by_entry: dict[Any, list[RunKey]]) -> dict[RunKey, bytes | Exception]:
-    """One race per entry, so that one entry's error stays with its own runs."""
+def _by_entry(members: list[RunKey]) -> dict[tuple[str, ScheduleSetting | None], list[RunKey]]:
+    by_entry: dict[tuple[str, ScheduleSetting | None], list[RunKey]] = defaultdict(list)
+    for key in members:
+        by_entry[(key.racer.key, key.racer.schedule)].append(key)
+    return by_entry
+
+
+def _schedules(by_entry: dict[tuple[str, ScheduleSetting | None], list[RunKey]]) -> list:
+    return [None if schedule is None else build_schedule(schedule) for _, schedule in by_entry]
+
+
+def _compute_on(surface, steps: int, members: list[RunKey]) -> dict[RunKey, bytes | Exception]:
+    """The runs of one landscape in one ``lab.race``; when the lab refuses it, one race per
+    entry, so that one entry's error stays with its own runs."""
     results: dict[RunKey, bytes | Exception] = {}
-    for runs in by_entry.values():
-        results.update(compute_runs(runs))
+    by_entry = _by_entry(members)
+    try:
+        result = lab.race(
+            surface,
+            [_entry(optimizer, runs) for (optimizer, _), runs in by_entry.items()],
+            steps=steps,
+            record="path",
+            schedule=_schedules(by_entry),
+        )
+    except (ValueError, TypeError) as error:
+        if len(by_entry) == 1:
+            return dict.fromkeys(members, error)
+        for runs in by_entry.values():
+            results.update(_compute_on(surface, steps, runs))
+        return results
+    rows = _Rows(result)
+    ordered = [key for runs in by_entry.values() for key in runs]
+    for run, key in enumerate(ordered):
+        results[key] = rows.run(run, key.racer)
     return results
 
 

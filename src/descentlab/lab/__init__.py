@@ -5,7 +5,7 @@ state and metrics per run; paths, gradients and the optimizers' state buffers wh
 """
 
 from .constraints import Ball, Box
-from .race import race
+from .race import race, race_assorted
 from .result import RaceResult, RunInfo
 
-__all__ = ["Ball", "Box", "RaceResult", "RunInfo", "race"]
+__all__ = ["Ball", "Box", "RaceResult", "RunInfo", "race", "race_assorted"]

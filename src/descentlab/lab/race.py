@@ -18,7 +18,16 @@ from torch import Tensor
 
 from .. import landscapes
 from ..optim import _stack
+from .assorted import (
+    Assorted,
+    distances_for,
+    divergence_limits,
+    joint_rows,
+    rows_of,
+    threshold_of,
+)
 from .constraints import Constraint, resolve_constraint
+from .joint import JointRuns
 from .record import Recorder, RecordMode
 from .result import RaceResult
 from .runs import Entry, expand
@@ -28,8 +37,8 @@ from .starts import resolve_starts
 DIVERGENCE_SPAN = 10.0
 
 
-def _landscape(value: Any) -> landscapes.Landscape:
-    if isinstance(value, landscapes.Landscape):
+def _landscape(value: Any) -> landscapes.Landscape | Assorted:
+    if isinstance(value, landscapes.Landscape | Assorted):
         return value
     if not isinstance(value, str):
         raise TypeError(f"landscape must be a name, an expression or a Landscape, got {value!r}")
@@ -200,13 +209,29 @@ def race(
             shape = ((restarts - 1) * entry.runs, surface.dim)
             extra = _uniform_in_domain(surface, shape, dtype, generator)
         runners.append(_Runner(entry, restarts, extra))
+    if isinstance(surface, Assorted) and sum(e.runs for e in entries) != surface.owner.numel():
+        raise ValueError(
+            f"run_landscape: {surface.owner.numel()} landscape indices for "
+            f"{sum(e.runs for e in entries)} runs"
+        )
 
-    minimum_values = [m.value for m in surface.minima]
-    threshold = min(minimum_values) + tolerance if minimum_values else None
+    # Each runner's landscape: the race's, or with several landscapes those of its own rows.
+    ends = list(itertools.accumulate(runner.position.shape[0] for runner in runners))
+    bounds = list(itertools.pairwise([0, *ends]))
+    where = {
+        runner: rows_of(surface, begin, end)
+        for runner, (begin, end) in zip(runners, bounds, strict=True)
+    }
     direct = [runner for runner in runners if runner.direct]
-    joint = _JointRuns(direct, surface, dtype) if direct else None
+    joint = (
+        JointRuns(direct, joint_rows(surface, direct, bounds, runners), dtype) if direct else None
+    )
     joint_record = (
-        None if joint is None else Recorder(record, steps, joint.positions, None, threshold)
+        None
+        if joint is None
+        else Recorder(
+            record, steps, joint.positions, None, threshold_of(joint.surface, tolerance, dtype)
+        )
     )
     parts: dict[_Runner, Recorder] = {}
     for index, runner in enumerate(direct):
@@ -217,12 +242,15 @@ def race(
     recorders = [
         parts[runner]
         if runner in parts
-        else Recorder(record, steps, runner.shown(), runner.entry.spec, threshold)
+        else Recorder(
+            record,
+            steps,
+            runner.shown(),
+            runner.entry.spec,
+            threshold_of(where[runner], tolerance, dtype),
+        )
         for runner in runners
     ]
-    low, high = _domain(surface, dtype)
-    center, half_span = (low + high) / 2, (high - low) / 2
-    limit = DIVERGENCE_SPAN * half_span
     noise_generator = torch.Generator().manual_seed(seed + 1)
 
     scheduled = [
@@ -251,7 +279,7 @@ def race(
                         constraint.project_(runner.position)
                     continue  # recorded with the joint runs below
                 with torch.enable_grad():
-                    loss, grad = _step(runner, surface, drawn, noise_scale, clip)
+                    loss, grad = _step(runner, where[runner], drawn, noise_scale, clip)
                 if constraint is not None:
                     constraint.project_(runner.position)
                 recorder.after_step(
@@ -271,8 +299,10 @@ def race(
     for runner, recorder in zip(runners, recorders, strict=True):
         final = runner.shown()
         with torch.no_grad():
-            final_loss = surface(final)
-        recorder.finish(final_loss, final, center, limit)
+            final_loss = where[runner](final)
+        recorder.finish(
+            final_loss, final, *divergence_limits(where[runner], dtype, DIVERGENCE_SPAN)
+        )
 
     # When the joint record holds every run in order, it already is the race's record.
     whole = joint_record if len(direct) == len(runners) and restarts == 1 else None
@@ -284,7 +314,87 @@ def race(
         tolerance=tolerance,
         steps=steps,
         whole=whole,
+        distance_to_minimum=distances_for(surface),
     )
+
+
+def race_assorted(
+    landscapes: Sequence[Any],
+    optimizers: Sequence[Any],
+    run_landscape: Sequence[int] | Tensor,
+    steps: int = 100,
+    *,
+    record: RecordMode = "path",
+    noise: float = 0.0,
+    noise_schedule: Any = None,
+    schedule: Any = None,
+    clip: float | None = None,
+    tolerance: float = 1e-6,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    progress: Callable[[int], None] | None = None,
+) -> list[RaceResult]:
+    """Race runs on several landscapes (of one dimension) as ONE race, each run on its own.
+
+    Races apart on four landscapes run four times the per-step operations of one race, and a small
+    race's step is bound by those operations (their overhead), not by its arithmetic: here every
+    entry's runs step with one update whatever their landscapes, each landscape evaluates only
+    its own runs, and one copy a step records them all.
+
+    Args:
+        landscapes: names, expressions or Landscapes, all of one dimension.
+        optimizers: entries as for :func:`race`, each with its own start points:
+            ``(name, {hyperparameters}, starts)``.
+        run_landscape: for each run, in race order (entry by entry, then the entry's runs), the
+            index in ``landscapes`` of its landscape.
+        The other arguments are :func:`race`'s (a race on several landscapes has no restarts
+        and no projection: both depend on a landscape's domain).
+
+    Returns one :class:`RaceResult` per landscape, in ``landscapes`` order, with its runs in race
+    order: what :func:`race` gives for those runs on that landscape alone (the gradient noise, when
+    asked, is drawn for the whole race, so it differs).
+    """
+    if isinstance(landscapes, str) or not isinstance(landscapes, Sequence) or not landscapes:
+        raise ValueError("landscapes: give a non-empty list of landscapes")
+    surfaces = [_landscape(value) for value in landscapes]
+    items = _as_list(optimizers)
+    for position, item in enumerate(items):
+        if not _own_starts(item) or isinstance(item[2], str):
+            raise ValueError(
+                f"optimizers[{position}]: on several landscapes every entry gives its own start "
+                "points, as (name, {hyperparameters}, starts)"
+            )
+    try:
+        owner = torch.as_tensor(run_landscape, dtype=torch.int64)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError("run_landscape: give one landscape index per run") from None
+    if owner.dim() != 1 or owner.numel() == 0:
+        raise ValueError("run_landscape: give one landscape index per run (a 1-D list)")
+    if owner.min() < 0 or owner.max() >= len(surfaces):
+        raise ValueError(
+            f"run_landscape: indices must lie in 0..{len(surfaces) - 1}, one per landscape"
+        )
+    empty = sorted(set(range(len(surfaces))) - set(owner.tolist()))
+    if empty:
+        raise ValueError(f"landscapes[{empty[0]}] ({surfaces[empty[0]].key}) has no runs")
+    result = race(
+        Assorted(surfaces, owner),
+        items,
+        steps=steps,
+        record=record,
+        noise=noise,
+        noise_schedule=noise_schedule,
+        schedule=schedule,
+        clip=clip,
+        tolerance=tolerance,
+        seed=seed,
+        dtype=dtype,
+        progress=progress,
+    )
+    return [
+        result.select((owner == index).nonzero().squeeze(1), surface)
+        for index, surface in enumerate(surfaces)
+    ]
 
 
 def _own_starts(item: Any) -> bool:
@@ -297,44 +407,6 @@ def _expand(item: Any, race_starts: Tensor | None, surface, dtype, generator) ->
         name, hyperparameters, own = item
         return expand((name, hyperparameters), resolve_starts(own, surface, dtype, generator))
     return expand(item, race_starts)
-
-
-class _JointRuns:
-    """The direct runners' runs side by side in ONE (runs, D) tensor, stepped by one evaluation
-    of the landscape for all of them (their runs are independent rows) and recorded by one copy
-    a step.
-
-    The gradient is the landscape's closed form where it has one (every built-in landscape), else
-    ONE backward pass (``Landscape.value_and_grad``), from a fresh leaf aliasing the runs.
-    Each runner's position becomes a view of its rows, so the losses and gradients split back
-    as views and its update writes the joint tensor in place.
-    """
-
-    def __init__(self, direct: list[_Runner], surface, dtype: torch.dtype) -> None:
-        self.direct, self.surface = direct, surface
-        sizes = [runner.position.shape[0] for runner in direct]
-        ends = list(itertools.accumulate(sizes))
-        self.bounds = list(itertools.pairwise([0, *ends]))
-        total = ends[-1] if ends else 0
-        self.sizes = sizes
-        self.positions = torch.empty((total, surface.dim), dtype=dtype)
-        for runner, (begin, end) in zip(direct, self.bounds, strict=True):
-            runner.place_in(self.positions[begin:end])
-
-    def evaluate(self) -> tuple[Tensor, Tensor, list[Tensor]]:
-        """The joint losses before the step (runs,), their gradient (runs, D), and each direct
-        runner's gradient as a view of it shaped like its position."""
-        losses, grad = self.surface.value_and_grad(self.positions)
-        parts = [grad] if len(self.direct) == 1 else grad.split_with_sizes(self.sizes)
-        shaped = [
-            _shaped(part, runner.position.shape)
-            for runner, part in zip(self.direct, parts, strict=True)
-        ]
-        return losses, grad, shaped
-
-
-def _shaped(tensor: Tensor, shape: torch.Size) -> Tensor:
-    return tensor if tensor.shape == shape else tensor.view(shape)
 
 
 def _step(runner: _Runner, surface, noise: Tensor | None, scale: float, clip: float | None):

@@ -62,7 +62,7 @@ class Recorder:
         steps: int,
         position: Tensor,
         spec: Spec | None,
-        threshold: float | None,
+        threshold: float | Tensor | None,
     ) -> None:
         if mode not in RECORD_MODES:
             raise ValueError(f"record must be one of {', '.join(RECORD_MODES)}, got {mode!r}")
@@ -89,12 +89,10 @@ class Recorder:
         """The record of runs ``begin:end`` (one entry of a joint record) as views of this one;
         this recorder's ``after_step`` writes them, the part's ``record_state`` its own state."""
         part = Recorder.__new__(Recorder)
-        part.mode, part.spec, part.steps, part.threshold = (
-            self.mode,
-            spec,
-            self.steps,
-            self.threshold,
-        )
+        part.mode, part.spec, part.steps = self.mode, spec, self.steps
+        # One threshold per run when the runs lie on several landscapes.
+        threshold = self.threshold
+        part.threshold = threshold[begin:end] if isinstance(threshold, Tensor) else threshold
         part.diverged_at = self.diverged_at[begin:end].clone()
         part.reached_at = self.reached_at[begin:end].clone()
         part.within = None if self.within is None else self.within[:, begin:end]

@@ -7,7 +7,7 @@ import csv
 import itertools
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,24 @@ class RunTable(Sequence[RunInfo]):
         return f"RunTable({len(self)} runs)"
 
 
+class _Selected(Sequence[RunInfo]):
+    """Some runs of a run table, in a given order, each read when asked for."""
+
+    def __init__(self, runs: Sequence[RunInfo], rows: list[int]) -> None:
+        self._runs, self._rows = runs, rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        return self._runs[self._rows[index]]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+
 @dataclass
 class RaceResult:
     """Every run of a race, in the order of the optimizer entries, then of their runs.
@@ -133,9 +151,13 @@ class RaceResult:
         tolerance: float,
         steps: int,
         whole: Recorder | None = None,
+        distance_to_minimum: Callable[[Tensor], Tensor] | None = None,
     ) -> RaceResult:
         """The result from each entry's recorder; ``whole``, when given, is one recorder whose
-        per-step record already holds every entry's runs side by side, in order, taken as is."""
+        per-step record already holds every entry's runs side by side, in order, taken as is.
+        ``distance_to_minimum`` computes the final points' distances when the runs are not all
+        on ``surface`` (a race on several landscapes)."""
+        measure = distance_to_minimum or (lambda final: distance_to_minima(final, surface))
         parts = [
             _best_replicas(recorder, entry.runs, restarts)
             for entry, recorder in zip(entries, recorders, strict=True)
@@ -168,11 +190,34 @@ class RaceResult:
             final_loss=torch.cat([p["final_loss"] for p in parts]),
             diverged_at=_never_as_minus_one(torch.cat([p["diverged_at"] for p in parts])),
             steps_to_tolerance=_never_as_minus_one(torch.cat([p["reached_at"] for p in parts])),
-            distance_to_minimum=_distance_to_minima(final, surface),
+            distance_to_minimum=measure(final),
             path=_joined([p["path"] for p in parts], whole and whole.path) if recorded else None,
             loss=_joined([p["loss"] for p in parts], whole and whole.loss) if recorded else None,
             grad=_joined([p["grad"] for p in parts], whole and whole.grad) if inspected else None,
             state=state,
+        )
+
+    def select(self, index: Tensor, landscape: Any) -> RaceResult:
+        """The runs ``index`` (a 1-D tensor of run numbers, in the order wanted) as a result of
+        their own on ``landscape``: one landscape's share of a race on several."""
+        rows = index.tolist()
+
+        def columns(tensor: Tensor | None) -> Tensor | None:
+            return None if tensor is None else tensor[:, index]
+
+        return RaceResult(
+            landscape=landscape,
+            runs=_Selected(self.runs, rows),
+            steps=self.steps,
+            final=self.final[index],
+            final_loss=self.final_loss[index],
+            diverged_at=self.diverged_at[index],
+            steps_to_tolerance=self.steps_to_tolerance[index],
+            distance_to_minimum=self.distance_to_minimum[index],
+            path=columns(self.path),
+            loss=columns(self.loss),
+            grad=columns(self.grad),
+            state={name: value[:, index] for name, value in self.state.items()},
         )
 
     # ----------------------------------------------------------------------------- export
@@ -247,7 +292,9 @@ def _never_as_minus_one(counter: Tensor) -> Tensor:
     return torch.where(counter == NEVER, -1, counter)
 
 
-def _distance_to_minima(final: Tensor, surface) -> Tensor:
+def distance_to_minima(final: Tensor, surface) -> Tensor:
+    """Each final point's Euclidean distance to the landscape's nearest known minimum (NaN when
+    it knows none)."""
     minima = [m.location for m in surface.minima]
     if not minima:
         return torch.full((final.shape[0],), float("nan"), dtype=final.dtype)
