@@ -107,42 +107,62 @@ def _step_over_lists(
     params: TensorList, grads: TensorList, prev_grads: TensorList, prev_updates: TensorList,
     lr: float, growth: float, shrink: float,
 ) -> None:  # fmt: skip
-    """The same step in torch's ``_foreach_`` operations, which have no comparison and no
-    ``torch.where``: each test becomes a 0/1 mask built from ``sign`` and a clamp, and each
-    choice a product with a mask (``x * 1 = x`` and ``y * 0 = 0`` exactly, so the choice is
-    exact while the discarded value is finite). The secant the loop discards may not be finite:
-    where ``p = g`` (its denominator is made 1 first) and where it overflows (it is clamped to
-    the finite range). So the result equals the loop's bit for bit (``tests/optim/test_foreach.py``
-    and ``test_quickprop.py``) unless ``mu * d`` or ``lr * g`` overflows, or a secant the loop
-    takes does; a NaN gradient gives NaN steps, by other branches (``sign`` reads NaN as 0).
+    """The same step for a list of tensors, computed on their concatenation.
+
+    The step's tests and choices take 27 operations (Adam's step takes 8): as ``_foreach_``
+    operations each would pay a kernel call per tensor (3.2x the time of foreach Adam, measured
+    on 1000 tensors of 1000 floats). So the gradients and both state buffers are concatenated
+    (one ``torch.cat`` each), the step is computed on the three flat tensors, and it goes back
+    with three list operations.
+
+    The flat computation avoids comparisons and ``torch.where``, which run on this CPU's boolean
+    tensors about ten times slower than float arithmetic: each test becomes a 0/1 mask built
+    from ``sign`` and a clamp, and each choice a product with a mask (``x * 1 = x`` and
+    ``y * 0 = 0`` exactly, so the choice is exact while the discarded value is finite). The
+    secant the loop discards may not be finite: where ``p = g`` (its denominator is made 1
+    first) and where it overflows (it is clamped to the finite range). So the result equals the
+    loop's bit for bit (``tests/optim/test_foreach.py`` and ``test_quickprop.py``) unless
+    ``mu * d`` or ``lr * g`` overflows, or a secant the loop takes does; a NaN gradient gives NaN
+    steps, by other branches (``sign`` reads NaN as 0).
 
     The step is built negated, ``-q - [dg <= 0] * (-lr g)``, because ``sign`` and a clamp give
-    ``-[test]`` in one operation less than ``[test]``; negation is exact. 27 list operations, 5
-    of them allocating, where the loop's body is 19 operations over lists, 6 of them tensor by
-    tensor and 9 allocating.
+    ``-[test]`` in one operation less than ``[test]``; negation is exact.
     """
-    slope_product = prev_updates * grads  # d g
+    grad, prev_grad, prev_update = (_flat(tensors) for tensors in (grads, prev_grads, prev_updates))
+    slope_product = prev_update * grad  # d g
     # -[d g <= 0]: sign(d g) - 1 is -2, -1 or 0; clamped to -1 it is -1 where d g <= 0.
     minus_with_gradient = slope_product.sign().sub_(1).clamp_min_(-1)
     # -d (g - shrink p) = d (shrink p - g): negative exactly where the loop's test is positive.
-    minus_uncapped = (prev_grads * shrink).sub_(grads).mul_(prev_updates)
+    minus_uncapped = (prev_grad * shrink).sub_(grad).mul_(prev_update)
     minus_uncapped.sign_().clamp_max_(0)  # -[d (g - shrink p) > 0]
-    difference = prev_grads - grads
+    difference = prev_grad - grad
     nonzero = difference.sign().abs_()  # [p != g] (for finite numbers, p - g = 0 iff p = g)
     minus_uncapped.mul_(nonzero)  # -[not capped]
     difference.sub_(nonzero.sub_(1))  # p - g, and 1 where p = g: a finite secant everywhere
     secant = slope_product.div_(difference)
     # A secant the loop discards may still overflow (d g does first when a run diverges):
     # brought back to the largest finite number, it is finite and its product with 0 is 0.
-    largest = torch.finfo(grads.tensors[0].dtype).max
+    largest = torch.finfo(grad.dtype).max
     secant.clamp_(-largest, largest)
     minus_step = secant.mul_(minus_uncapped)  # -secant where not capped, else 0
     capped = minus_uncapped.add_(1)
-    minus_step.addcmul_(prev_updates, capped, value=-growth)  # - mu d where capped
-    minus_step.addcmul_(grads, minus_with_gradient, value=-lr)  # - (-lr g) where d g <= 0
-    params.sub_(minus_step)
-    prev_updates.copy_(minus_step.neg_())
+    minus_step.addcmul_(prev_update, capped, value=-growth)  # - mu d where capped
+    minus_step.addcmul_(grad, minus_with_gradient, value=-lr)  # - (-lr g) where d g <= 0
+    sizes = [tensor.numel() for tensor in params.tensors]
+    parts = [
+        part if part.shape == param.shape else part.view(param.shape)
+        for part, param in zip(minus_step.split_with_sizes(sizes), params.tensors, strict=True)
+    ]
+    steps = TensorList(parts)
+    params.sub_(steps)
+    minus_step.neg_()  # the parts are views of it: now the step itself
+    prev_updates.copy_(steps)
     prev_grads.copy_(grads)
+
+
+def _flat(tensors: TensorList) -> Tensor:
+    """The list's elements one after the other in one new 1-D tensor."""
+    return torch.cat([t if t.dim() == 1 else t.reshape(-1) for t in tensors.tensors])
 
 
 class Quickprop(Optimizer):
