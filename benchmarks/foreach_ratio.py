@@ -13,8 +13,9 @@ allocate their results) and ``per tensor`` the operations that fall back to a Py
 the tensors (see ``optim/_tensor_list.py``). On a CPU, for tensors of a thousand floats, a step
 costs about its operation count times the tensor count times a microsecond or two, whatever the
 arithmetic, so the operation counts say how far a method can come down.
-Quickprop is the exception: it concatenates its lists (three ``torch.cat``, not counted) and
-computes its 21 operations on the flat tensors, each one kernel call.
+Quickprop is the exception: it keeps its two state buffers flat, concatenates the gradients
+(one ``torch.cat``, not counted) and computes its 21 operations on flat tensors, each one
+kernel call; two list operations remain.
 
 Usage::
 

@@ -216,3 +216,37 @@ def test_foreach_masks_equal_the_loops_comparisons(settings, dtype):
         assert torch.equal(a, b)
         for name in ("prev_grad", "prev_update"):
             assert torch.equal(single_optimizer.state[a][name], multi_optimizer.state[b][name])
+
+
+def test_foreach_keeps_its_state_flat_and_equals_the_loop_through_resume_and_missing_grads():
+    """foreach=True keeps each state buffer as consecutive views of one flat tensor (read and
+    written in place each step). A resumed state dict, a parameter without a gradient for a step
+    (the rest are flattened anew), and the loop path taking over all give the loop's bits."""
+
+    def run(foreach_plan):
+        params = [p.requires_grad_() for p in starts()]
+        optimizer = Quickprop(params, lr=0.02, weight_decay=0.1, foreach=foreach_plan[0])
+        for step, foreach in enumerate(foreach_plan):
+            if step == 12:  # resume from a copy of the state, as a loaded checkpoint would
+                saved = copy.deepcopy(optimizer.state_dict())
+                optimizer = Quickprop(params, lr=0.02, weight_decay=0.1)
+                optimizer.load_state_dict(saved)
+            optimizer.param_groups[0]["foreach"] = foreach
+            optimizer.zero_grad()
+            wavy_total_loss(params).backward()
+            if step == 20:
+                params[1].grad = None  # sits out this step
+            optimizer.step()
+            if step == 8 and foreach:
+                # The 0-d parameter is a bucket of its own (see test_foreach.py).
+                shaped = [p for p in params if p.dim()]
+                entries = [optimizer.state[p]["prev_update"] for p in shaped]
+                base = entries[0]._base
+                assert base is not None and all(e._base is base for e in entries)
+                assert base.numel() == sum(p.numel() for p in shaped)
+        return params
+
+    loop = run([False] * 30)
+    flat = run([True] * 25 + [False] * 5)
+    for a, b in zip(loop, flat, strict=True):
+        assert torch.equal(a, b)
