@@ -116,6 +116,23 @@ def test_concurrent_requests_are_gathered_into_few_batches_and_cached():
     assert decoded["runs"][1]["path"][-1] == pytest.approx(alone["runs"][1]["path"][-1], rel=1e-5)
 
 
+def test_a_burst_of_requests_arriving_over_milliseconds_is_one_batch():
+    """Requests that arrive a fraction of a millisecond apart (clients answering a batch's
+    answers) wait for each other and race together, rather than the first racing alone."""
+    service = RaceService()
+    requests = [request(0.01 * (i + 1), (-2.0, 1.0 - 0.01 * i)) for i in range(20)]
+
+    async def arriving(index):
+        await asyncio.sleep(0.00025 * index)
+        return await service.race(requests[index])
+
+    async def main():
+        return await asyncio.gather(*(arriving(i) for i in range(len(requests))))
+
+    answers = asyncio.run(main())
+    assert len(answers) == 20 and service.batches == 1
+
+
 def test_paths_are_sent_as_the_labs_float32_values_in_their_shortest_form():
     sent = RaceRequest("ravine", (-2.8, 1.0), 50, (Racer("sgd", (("lr", 0.45),)),))
     raw = RaceService().answer_batch([sent])[0]
