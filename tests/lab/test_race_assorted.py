@@ -89,5 +89,9 @@ def test_a_race_on_several_landscapes_refuses_bad_arguments_by_name():
         lab.race_assorted(["ravine", "booth"], [("adam", {}, "suggested")], [0, 1])
     with pytest.raises(ValueError, match="run_landscape: give one landscape index per run"):
         lab.race_assorted(["ravine", "booth"], entries, [[0, 1]])
+    with pytest.raises(ValueError, match="restarts: a race on several landscapes takes no"):
+        lab.race_assorted(["ravine", "booth"], entries, [0, 1], restarts=3)
+    with pytest.raises(TypeError, match="momentum"):
+        lab.race_assorted(["ravine", "booth"], entries, [0, 1], momentum=0.9)
     with pytest.raises(ValueError, match="landscapes: give a non-empty list"):
         lab.race_assorted("ravine", entries, [0, 0])

@@ -323,16 +323,7 @@ def race_assorted(
     optimizers: Sequence[Any],
     run_landscape: Sequence[int] | Tensor,
     steps: int = 100,
-    *,
-    record: RecordMode = "path",
-    noise: float = 0.0,
-    noise_schedule: Any = None,
-    schedule: Any = None,
-    clip: float | None = None,
-    tolerance: float = 1e-6,
-    seed: int = 0,
-    dtype: torch.dtype = torch.float32,
-    progress: Callable[[int], None] | None = None,
+    **options: Any,
 ) -> list[RaceResult]:
     """Race runs on several landscapes (of one dimension) as ONE race, each run on its own.
 
@@ -347,8 +338,10 @@ def race_assorted(
             ``(name, {hyperparameters}, starts)``.
         run_landscape: for each run, in race order (entry by entry, then the entry's runs), the
             index in ``landscapes`` of its landscape.
-        The other arguments are :func:`race`'s (a race on several landscapes has no restarts
-        and no projection: both depend on a landscape's domain).
+        options: :func:`race`'s keyword arguments ``record``, ``noise``, ``noise_schedule``,
+            ``schedule``, ``clip``, ``tolerance``, ``seed``, ``dtype`` and ``progress`` (a race
+            on several landscapes has no ``restarts`` and no ``project``: both depend on a
+            landscape's domain).
 
     Returns one :class:`RaceResult` per landscape, in ``landscapes`` order, with its runs in race
     order: what :func:`race` gives for those runs on that landscape alone (the gradient noise, when
@@ -377,20 +370,13 @@ def race_assorted(
     empty = sorted(set(range(len(surfaces))) - set(owner.tolist()))
     if empty:
         raise ValueError(f"landscapes[{empty[0]}] ({surfaces[empty[0]].key}) has no runs")
-    result = race(
-        Assorted(surfaces, owner),
-        items,
-        steps=steps,
-        record=record,
-        noise=noise,
-        noise_schedule=noise_schedule,
-        schedule=schedule,
-        clip=clip,
-        tolerance=tolerance,
-        seed=seed,
-        dtype=dtype,
-        progress=progress,
-    )
+    refused = sorted(set(options) & {"starts", "restarts", "project"})
+    if refused:
+        raise ValueError(
+            f"{refused[0]}: a race on several landscapes takes no {refused[0]} (it depends on "
+            "a landscape's domain); give each entry its own starts"
+        )
+    result = race(Assorted(surfaces, owner), items, steps=steps, **options)
     return [
         result.select((owner == index).nonzero().squeeze(1), surface)
         for index, surface in enumerate(surfaces)
