@@ -7,7 +7,7 @@ one race, whatever their landscapes (``lab.race_assorted``: each landscape evalu
 runs): one entry per (optimizer key, lr schedule), each under its own schedule, with every run's
 hyperparameters as per-run lists paired one to one with the entry's own starts. A step of a
 small race costs its number of tensor operations, so one race over four landscapes answers a
-batch about twice as fast as four races (measured on 200 requests of 4 optimizers, 300 steps).
+batch in less time than four races (``benchmarks/assorted_race.py`` times both).
 Results are split back per request; each run's JSON is cached by (landscape, start, steps,
 racer), so a slider that changes one racer recomputes that racer only, and whole answers are
 cached by request.
