@@ -40,14 +40,16 @@ def _start(state: dict, flat_grad: Tensor) -> None:
     if "n_iter" in state:
         return
     shape = flat_grad.shape[:-1]
-    zeros = flat_grad.new_zeros(shape)
+    # One allocation per buffer, not clones of one zero tensor: torch 2.13's inductor returns
+    # one tensor for two clones of the same tensor (it drops clones it deems redundant; see
+    # pytorch/pytorch#198031), and the counters would then be increased in place together.
     state.update(
-        func_evals=state.get("func_evals", zeros.clone()),
-        n_iter=zeros.clone(),
+        func_evals=state.get("func_evals", flat_grad.new_zeros(shape)),
+        n_iter=flat_grad.new_zeros(shape),
         d=torch.zeros_like(flat_grad),
-        t=zeros.clone(),
+        t=flat_grad.new_zeros(shape),
         prev_flat_grad=torch.zeros_like(flat_grad),
-        prev_loss=zeros.clone(),
+        prev_loss=flat_grad.new_zeros(shape),
     )
 
 
@@ -97,43 +99,17 @@ def quasi_newton_minimize(
     current_evals = torch.ones_like(loss)
     active = ~(flat_grad.abs().amax(-1) <= tolerance_grad)
 
-    n_iter = 0
-    while n_iter < max_iter and bool(active.any()):
-        n_iter += 1
-        state["n_iter"] += active.to(loss.dtype)
-        first = state["n_iter"] == 1
-        keep = active.unsqueeze(-1)
-
-        # -- direction: steepest descent on a run's first iteration, quasi-Newton after ----------
-        later = active & ~first
-        if bool(later.any()):
-            y = flat_grad - state["prev_flat_grad"]
-            s = state["d"] * state["t"].unsqueeze(-1)
-            ys = run_dot(y, s)
-            remember(state, s, y, ys, later)
-            new_direction = torch.where(
-                first.unsqueeze(-1), -flat_grad, direction(state, flat_grad)
-            )
-        else:
-            new_direction = -flat_grad
-        d = state["d"] = torch.where(keep, new_direction, state["d"])
-        state["prev_flat_grad"] = torch.where(keep, flat_grad, state["prev_flat_grad"])
-        prev_loss = state["prev_loss"] = torch.where(active, loss, state["prev_loss"])
-
-        # -- step length: the first ever step is scaled so it moves by at most lr in l1 -----------
-        initial = torch.clamp(1.0 / flat_grad.abs().sum(-1), max=1.0) * lr
-        t = state["t"] = torch.where(
-            active,
-            torch.where(first, initial, torch.as_tensor(lr, dtype=loss.dtype, device=loss.device)),
-            state["t"],
+    # The loop is control flow only (how many iterations run depends on the losses); the
+    # arithmetic of an iteration is in _next_direction and _take_step, one graph each under
+    # torch.compile. A run that stops waits, unchanged, behind its mask; the loop ends when no
+    # run is left to evaluate (the closure is then not called: see FlatView.evaluate).
+    for n_iter in range(1, max_iter + 1):
+        d, t, gtd, active = _next_direction(
+            state, loss, flat_grad, active, remember, direction, lr, tolerance_change
         )
-        gtd = run_dot(flat_grad, d)
-        active = active & ~(gtd > -tolerance_change)
-
         if line_search_fn == "strong_wolfe":
-            start = view.get()
-            new_loss, new_grad, t_found, used = strong_wolfe(
-                view.evaluator(start, d),
+            found = strong_wolfe(
+                view.evaluator(view.get(), d),
                 t,
                 d,
                 loss,
@@ -145,38 +121,104 @@ def quasi_newton_minimize(
                 max_ls=(max_eval - current_evals).long(),
                 active=active,
             )
+            if found is None:
+                break
+            new_loss, new_grad, t_found, used = found
             view.move(t_found, d)
             t = state["t"] = torch.where(active, t_found, t)
         else:
             view.move(torch.where(active, t, torch.zeros_like(t)), d)
-            if n_iter != max_iter:
-                # Re-evaluate only if another iteration follows (torch's economy).
-                new_loss, new_grad = view.evaluate()
-                used = active.long()
-            else:
-                new_loss, new_grad, used = (
-                    loss,
-                    flat_grad,
-                    torch.zeros_like(active, dtype=torch.long),
-                )
-        loss = torch.where(active, new_loss, loss)
-        flat_grad = torch.where(active.unsqueeze(-1), new_grad, flat_grad)
-        opt_cond = flat_grad.abs().amax(-1) <= tolerance_grad
-        used = used.to(loss.dtype) * active
-        current_evals = current_evals + used
-        state["func_evals"] += used
-
-        # -- stopping rules, per run ------------------------------------------------------------
-        if n_iter == max_iter:
-            break
-        done = (
-            (current_evals >= max_eval)
-            | opt_cond
-            | ((d * t.unsqueeze(-1)).abs().amax(-1) <= tolerance_change)
-            | ((loss - prev_loss).abs() < tolerance_change)
+            if n_iter == max_iter:
+                break  # torch's economy: no evaluation when no iteration follows
+            evaluated = view.evaluate(active)
+            if evaluated is None:
+                break
+            new_loss, new_grad = evaluated
+            used = active.long()
+        loss, flat_grad, current_evals, active = _take_step(
+            state,
+            loss,
+            flat_grad,
+            new_loss,
+            new_grad,
+            used,
+            current_evals,
+            active,
+            d,
+            t,
+            max_eval,
+            tolerance_grad,
+            tolerance_change,
         )
-        active = active & ~done
     return orig_loss
+
+
+def _next_direction(
+    state: dict[str, Any],
+    loss: Tensor,
+    flat_grad: Tensor,
+    active: Tensor,
+    remember: Remember,
+    direction: Direction,
+    lr: Any,
+    tolerance_change: Any,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Start an iteration of the ``active`` runs: take the last step's curvature pair, the new
+    direction (steepest descent on a run's first iteration, quasi-Newton after) and the trial
+    step; returns ``d``, ``t``, the slope :math:`g^\\top d` and the runs still active (a run
+    whose slope is not downhill by ``tolerance_change`` stops)."""
+    state["n_iter"] += active.to(loss.dtype)
+    first = state["n_iter"] == 1
+    keep = active.unsqueeze(-1)
+    y = flat_grad - state["prev_flat_grad"]
+    s = state["d"] * state["t"].unsqueeze(-1)
+    remember(state, s, y, run_dot(y, s), active & ~first)
+    new_direction = torch.where(first.unsqueeze(-1), -flat_grad, direction(state, flat_grad))
+    d = state["d"] = torch.where(keep, new_direction, state["d"])
+    state["prev_flat_grad"] = torch.where(keep, flat_grad, state["prev_flat_grad"])
+    state["prev_loss"] = torch.where(active, loss, state["prev_loss"])
+
+    # The first ever step is scaled so it moves by at most lr in l1.
+    initial = torch.clamp(1.0 / flat_grad.abs().sum(-1), max=1.0) * lr
+    t = state["t"] = torch.where(
+        active,
+        torch.where(first, initial, torch.as_tensor(lr, dtype=loss.dtype, device=loss.device)),
+        state["t"],
+    )
+    gtd = run_dot(flat_grad, d)
+    return d, t, gtd, active & ~(gtd > -tolerance_change)
+
+
+def _take_step(
+    state: dict[str, Any],
+    loss: Tensor,
+    flat_grad: Tensor,
+    new_loss: Tensor,
+    new_grad: Tensor,
+    used: Tensor,
+    current_evals: Tensor,
+    active: Tensor,
+    d: Tensor,
+    t: Tensor,
+    max_eval: Any,
+    tolerance_grad: Any,
+    tolerance_change: Any,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """End an iteration: the active runs take their new point's loss and gradient and count
+    their evaluations; a run stops when out of evaluations, at a small gradient, a small move or
+    a small change of the loss. Returns ``loss``, ``flat_grad``, ``current_evals``, ``active``."""
+    loss = torch.where(active, new_loss, loss)
+    flat_grad = torch.where(active.unsqueeze(-1), new_grad, flat_grad)
+    used = used.to(loss.dtype) * active
+    current_evals = current_evals + used
+    state["func_evals"] += used
+    done = (
+        (current_evals >= max_eval)
+        | (flat_grad.abs().amax(-1) <= tolerance_grad)
+        | ((d * t.unsqueeze(-1)).abs().amax(-1) <= tolerance_change)
+        | ((loss - state["prev_loss"]).abs() < tolerance_change)
+    )
+    return loss, flat_grad, current_evals, active & ~done
 
 
 # ----------------------------------------------------------------------------- L-BFGS memory
@@ -193,19 +235,19 @@ def remember(state: dict, s: Tensor, y: Tensor, ys: Tensor, accept: Tensor, *, h
     no-ops in the two-loop recursion.
     """
     accept = accept & (ys > CURVATURE_THRESHOLD)
-    if not bool(accept.any()):
-        return
     count = state["history_count"]
     size = state["old_dirs"].shape[-2]
-    if size < history_size and bool((accept & (count == size)).any()):
-        grow = (*count.shape, 1)
-        for key in ("old_dirs", "old_stps"):
-            buffer = state[key]
-            state[key] = torch.cat([buffer, buffer.new_zeros(*grow, buffer.shape[-1])], -2)
-        state["ro"] = torch.cat([state["ro"], state["ro"].new_zeros(grow)], -1)
-        size += 1
-    full = accept & (count == history_size)
-    position = torch.where(full, history_size - 1, count).long()
+    if size < history_size:
+        if torch.compiler.is_compiling():
+            # A buffer that grew with the memory would change shape, and so recompile the
+            # compiled step, at each new pair: under torch.compile it takes every slot at once.
+            _pad_memory(state, history_size)
+            size = history_size
+        elif bool((accept & (count == size)).any()):
+            _pad_memory(state, size + 1)
+            size += 1
+    full = accept & (count == size)
+    position = torch.where(full, size - 1, count).long()
     slot = (torch.arange(size, device=count.device) == position.unsqueeze(-1)) & accept.unsqueeze(
         -1
     )
@@ -220,6 +262,21 @@ def remember(state: dict, s: Tensor, y: Tensor, ys: Tensor, accept: Tensor, *, h
     state["history_count"] = torch.where(accept & ~full, count + 1, count)
     # Nocedal & Wright (7.20): scale the initial inverse Hessian by s'y / y'y.
     state["H_diag"] = torch.where(accept, ys / run_dot(y, y), state["H_diag"])
+
+
+def _pad_memory(state: dict, size: int) -> None:
+    """Give the memory ``size`` slots, the new ones empty (zero, ``ro`` 0: no-ops in the two-loop
+    recursion, so a padded memory gives the same direction)."""
+    rows = size - state["old_dirs"].shape[-2]
+    if rows <= 0:
+        return
+    for key in ("old_dirs", "old_stps"):
+        buffer = state[key]
+        state[key] = torch.cat(
+            [buffer, buffer.new_zeros(*buffer.shape[:-2], rows, buffer.shape[-1])], -2
+        )
+    ro = state["ro"]
+    state["ro"] = torch.cat([ro, ro.new_zeros(*ro.shape[:-1], rows)], -1)
 
 
 def two_loop_direction(state: dict, grad: Tensor) -> Tensor:
