@@ -4,9 +4,15 @@ A representative few keys (each compiles for 5-30 s on a 2-core CPU; marked ``co
 elementwise one torch also has, one of ours, one that reduces over all parameters (Prodigy's
 global d), one that factors its moments (Adafactor) and a wrapper (Lookahead). The first step
 creates the state and so traces a second graph at step 2; from then on nothing recompiles.
-The methods driven by a closure give eager's result under torch.compile but keep graph breaks:
-Newton and Sophia run their closure eagerly (torch.compile cannot differentiate a compiled graph
-twice), and BFGS and L-BFGS branch on losses in their line searches, as torch.optim.LBFGS does.
+
+The methods driven by a closure break the graph at the closure call and nowhere else: the
+closure calls ``backward()``, which dynamo does not trace (``Unsupported Tensor.backward()
+call`` while ``torch._dynamo.config.trace_autograd_ops`` is off, its default), so each runs it
+in one ``torch.compiler.disable``d function. Newton and Sophia also take the backward passes
+through the closure's graph there (their Hessian-vector products); BFGS and L-BFGS decide there
+whether any run needs the evaluation, since how many their iterations and line searches take
+depends on the losses. Their loops therefore run in Python (dynamo skips a frame whose loop holds
+a graph break) and every piece of arithmetic they call compiles once.
 """
 
 from __future__ import annotations

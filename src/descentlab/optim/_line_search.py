@@ -439,7 +439,9 @@ def per_run(name: str, value: Any, params: Sequence[Tensor], stack_dims: int) ->
     param = params[0]
     shape = param.shape[:stack_dims]
     values = value.expand(param.shape).reshape(*shape, -1)
-    if not bool((values == values[..., :1]).all()):
+    # Checked eagerly (a group's values are checked when it is added, so a compiled step need
+    # not break its graph to check them again).
+    if not torch.compiler.is_compiling() and not bool((values == values[..., :1]).all()):
         raise ValueError(
             f"{name} must have one value per run (shape {tuple(shape)} padded with ones), "
             f"got a tensor of shape {tuple(value.shape)} that varies within a run"
