@@ -1,7 +1,7 @@
 """BFGS (Broyden, Fletcher, Goldfarb and Shanno, 1970): a dense inverse-Hessian approximation
 updated from each step and gradient change, with a strong-Wolfe line search.
 
-The iteration loop, stopping rules and line search are L-BFGS's (see ``lbfgs``); only the
+The iteration loop, stopping rules and line search are L-BFGS's (see ``_quasi_newton``); only the
 direction differs: :math:`d = -H g` with the full matrix :math:`H` of each run (shape
 ``S + (D, D)``), so BFGS suits problems with up to a few thousand coordinates per run.
 """
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ._hyper import Hyper
-from .lbfgs import Direction, QuasiNewton, Remember
+from ._quasi_newton import Direction, QuasiNewton, Remember
 from .spec import Hyperparameter, Paper, Spec, StateBuffer
 
 #: A pair is used when s'y > RELATIVE_CURVATURE * |s| |y| (the cosine of their angle).
