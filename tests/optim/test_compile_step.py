@@ -74,7 +74,6 @@ def test_compiled_foreach_step_equals_eager(key):
         assert ((a - b).abs().max() / b.abs().max()).item() < 1e-6
 
 
-CLOSURE_KEYS = ["newton", "sophia", "bfgs", "lbfgs"]
 #: The one function per key that runs the closure (and, for Newton and Sophia, the backward passes
 #: through its graph) outside torch.compile: the only graph break allowed.
 CLOSURE_CALLS = {
@@ -83,20 +82,27 @@ CLOSURE_CALLS = {
     "bfgs": "_run_closure",
     "lbfgs": "_run_closure",
 }
-#: Under torch.compile L-BFGS's two-loop recursion unrolls over every slot of its memory: a
-#: small memory keeps the test's compile short (the default, 100, compiles for minutes).
-CLOSURE_SETTINGS = {"lbfgs": {"history_size": 5}}
+#: (key, settings): Newton in both its Hessian modes; under torch.compile L-BFGS's two-loop
+#: recursion unrolls over every slot of its memory, so a small memory keeps the test's compile
+#: short (the default, 100, compiles for over a minute).
+CLOSURE_CASES = {
+    "newton": ("newton", {}),
+    "newton-diagonal": ("newton", {"hessian": "diagonal"}),
+    "sophia": ("sophia", {}),
+    "bfgs": ("bfgs", {}),
+    "lbfgs": ("lbfgs", {"history_size": 5}),
+}
 CLOSURE_STEPS = 12  # Sophia estimates at steps 1 and 11 and keeps its estimate in between
 
 
-def _run_with_closure(key, compiled):
+def _run_with_closure(key, settings, compiled):
     torch.manual_seed(0)  # Newton's and Sophia's probe seeds come from the global generator
     generator = torch.Generator().manual_seed(1)
     params = [
         (torch.rand(shape, generator=generator) * 2 - 1).requires_grad_()
         for shape in ((3, 4), (5,))
     ]
-    optimizer = optim.create(key, params, **CLOSURE_SETTINGS.get(key, {}))
+    optimizer = optim.create(key, params, **settings)
     second_order = optim.spec(key).order > 1
 
     def closure():
@@ -115,12 +121,13 @@ def _run_with_closure(key, compiled):
 
 @pytest.mark.compile
 @pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
-@pytest.mark.parametrize("key", CLOSURE_KEYS)
-def test_compiled_step_of_closure_driven_methods_breaks_only_at_the_closure(key):
-    eager, _ = _run_with_closure(key, compiled=False)
+@pytest.mark.parametrize("case", CLOSURE_CASES)
+def test_compiled_step_of_closure_driven_methods_breaks_only_at_the_closure(case):
+    key, settings = CLOSURE_CASES[case]
+    eager, _ = _run_with_closure(key, settings, compiled=False)
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
-    compiled, graphs = _run_with_closure(key, compiled=True)
+    compiled, graphs = _run_with_closure(key, settings, compiled=True)
     reasons = dict(torch._dynamo.utils.counters["graph_break"])
     assert reasons, "the closure call must show as a graph break"
     for reason in reasons:

@@ -215,73 +215,87 @@ def _choose_trial(search: dict[str, Tensor], c1: Any, c2: Any, tolerance_change:
     (Algorithm 3.6) take the cubic's minimizer in their bracket, moved inward when it falls
     close to an end twice in a row.
     """
-    s = search
-    t, f_new, gtd_new, g_new = s["t"], s["f_new"], s["gtd_new"], s["g_new"]
-    loss, gtd, ls_iter, max_ls = s["loss"], s["gtd"], s["ls_iter"], s["max_ls"]
-    low, phase = s["low"], s["phase"]
+    t, f_new, gtd_new, g_new = search["t"], search["f_new"], search["gtd_new"], search["g_new"]
+    loss, gtd, ls_iter, max_ls = search["loss"], search["gtd"], search["ls_iter"], search["max_ls"]
+    low, phase = search["low"], search["phase"]
     first, second = torch.zeros_like(low), torch.ones_like(low)
 
     # -- bracketing (Algorithm 3.5) -----------------------------------------------------------
     bracketing = phase == _BRACKETING
     exhausted = bracketing & (ls_iter >= max_ls)
     # Out of evaluations: keep the better of the start and the last trial.
-    _store(s, exhausted, first, torch.zeros_like(t), loss, gtd, s["grad"])
-    _store(s, exhausted, second, t, f_new, gtd_new, g_new)
+    _store(search, exhausted, first, torch.zeros_like(t), loss, gtd, search["grad"])
+    _store(search, exhausted, second, t, f_new, gtd_new, g_new)
     bracketing = bracketing & ~exhausted
 
-    armijo_fails = (f_new > loss + c1 * t * gtd) | ((ls_iter > 1) & (f_new >= s["f_prev"]))
+    armijo_fails = (f_new > loss + c1 * t * gtd) | ((ls_iter > 1) & (f_new >= search["f_prev"]))
     curvature_holds = ~armijo_fails & (gtd_new.abs() <= -c2 * gtd)
     uphill = ~armijo_fails & ~curvature_holds & (gtd_new >= 0)
     to_zoom = bracketing & (armijo_fails | uphill)
-    _store(s, to_zoom, first, s["t_prev"], s["f_prev"], s["gtd_prev"], s["g_prev"])
-    _store(s, to_zoom, second, t, f_new, gtd_new, g_new)
+    _store(
+        search,
+        to_zoom,
+        first,
+        search["t_prev"],
+        search["f_prev"],
+        search["gtd_prev"],
+        search["g_prev"],
+    )
+    _store(search, to_zoom, second, t, f_new, gtd_new, g_new)
     found = bracketing & curvature_holds
-    _store(s, found, first, t, f_new, gtd_new, g_new)
-    bracket_t, bracket_f = s["bracket_t"], s["bracket_f"]
+    _store(search, found, first, t, f_new, gtd_new, g_new)
+    bracket_t, bracket_f = search["bracket_t"], search["bracket_f"]
     sorted_low = torch.where(bracket_f[..., 0] <= bracket_f[..., 1], first, second)
     low = torch.where(exhausted | to_zoom, sorted_low, torch.where(found, first, low))
     phase = torch.where(exhausted | found, _FINISHED, torch.where(to_zoom, _ZOOM, phase))
 
     extrapolate = bracketing & ~to_zoom & ~found
-    t_prev = s["t_prev"]
+    t_prev = search["t_prev"]
     t_next = cubic_minimizer(
-        t_prev, s["f_prev"], s["gtd_prev"], t, f_new, gtd_new, t + 0.01 * (t - t_prev), t * 10
+        t_prev,
+        search["f_prev"],
+        search["gtd_prev"],
+        t,
+        f_new,
+        gtd_new,
+        t + 0.01 * (t - t_prev),
+        t * 10,
     )
-    s["t_prev"] = torch.where(extrapolate, t, t_prev)
-    s["f_prev"] = torch.where(extrapolate, f_new, s["f_prev"])
-    s["g_prev"] = torch.where(extrapolate.unsqueeze(-1), g_new, s["g_prev"])
-    s["gtd_prev"] = torch.where(extrapolate, gtd_new, s["gtd_prev"])
+    search["t_prev"] = torch.where(extrapolate, t, t_prev)
+    search["f_prev"] = torch.where(extrapolate, f_new, search["f_prev"])
+    search["g_prev"] = torch.where(extrapolate.unsqueeze(-1), g_new, search["g_prev"])
+    search["gtd_prev"] = torch.where(extrapolate, gtd_new, search["gtd_prev"])
     t = torch.where(extrapolate, t_next, t)
 
     # -- zoom (Algorithm 3.6): choose the next trial -------------------------------------------
     zooming = phase == _ZOOM
     left = bracket_t.amin(-1)
     right = bracket_t.amax(-1)
-    narrow = (bracket_t[..., 1] - bracket_t[..., 0]).abs() * s["d_norm"] < tolerance_change
+    narrow = (bracket_t[..., 1] - bracket_t[..., 0]).abs() * search["d_norm"] < tolerance_change
     stop = zooming & ((ls_iter >= max_ls) | narrow)
     phase = torch.where(stop, _FINISHED, phase)
     zooming = zooming & ~stop
     trial = cubic_minimizer(
         bracket_t[..., 0],
         bracket_f[..., 0],
-        s["bracket_gtd"][..., 0],
+        search["bracket_gtd"][..., 0],
         bracket_t[..., 1],
         bracket_f[..., 1],
-        s["bracket_gtd"][..., 1],
+        search["bracket_gtd"][..., 1],
         left,
         right,
     )
     # A trial too close to an end makes little progress; the second time, move it inward.
     margin = 0.1 * (right - left)
     near_end = torch.minimum(right - trial, trial - left) < margin
-    push = near_end & (s["insufficient"] | (trial >= right) | (trial <= left))
+    push = near_end & (search["insufficient"] | (trial >= right) | (trial <= left))
     pushed = torch.where(
         (trial - right).abs() < (trial - left).abs(), right - margin, left + margin
     )
     trial = torch.where(push, pushed, trial)
-    s["insufficient"] = torch.where(zooming, near_end & ~push, s["insufficient"])
-    s["t"] = torch.where(zooming, trial, t)
-    s["low"], s["phase"] = low, phase
+    search["insufficient"] = torch.where(zooming, near_end & ~push, search["insufficient"])
+    search["t"] = torch.where(zooming, trial, t)
+    search["low"], search["phase"] = low, phase
     return extrapolate | zooming
 
 
@@ -295,40 +309,41 @@ def _take_trial(
 ) -> None:
     """Record the evaluated trial of the runs in ``evaluating`` and, for zooming runs, shrink the
     bracket around it (Algorithm 3.6), in place."""
-    s = search
-    t, loss, gtd, low = s["t"], s["loss"], s["gtd"], s["low"]
+    t, loss, gtd, low = search["t"], search["loss"], search["gtd"], search["low"]
     first, second = torch.zeros_like(low), torch.ones_like(low)
-    zooming = (s["phase"] == _ZOOM) & evaluating
-    f_new = s["f_new"] = torch.where(evaluating, f_eval, s["f_new"])
-    g_new = s["g_new"] = torch.where(evaluating.unsqueeze(-1), g_eval, s["g_new"])
-    gtd_new = s["gtd_new"] = torch.where(evaluating, run_dot(g_new, s["direction"]), s["gtd_new"])
-    s["ls_iter"] = s["ls_iter"] + evaluating.long()
-    s["evals"] = s["evals"] + evaluating.long()
+    zooming = (search["phase"] == _ZOOM) & evaluating
+    f_new = search["f_new"] = torch.where(evaluating, f_eval, search["f_new"])
+    g_new = search["g_new"] = torch.where(evaluating.unsqueeze(-1), g_eval, search["g_new"])
+    gtd_new = search["gtd_new"] = torch.where(
+        evaluating, run_dot(g_new, search["direction"]), search["gtd_new"]
+    )
+    search["ls_iter"] = search["ls_iter"] + evaluating.long()
+    search["evals"] = search["evals"] + evaluating.long()
 
     high = 1 - low
-    too_high = (f_new > loss + c1 * t * gtd) | (f_new >= _pick(s["bracket_f"], low))
+    too_high = (f_new > loss + c1 * t * gtd) | (f_new >= _pick(search["bracket_f"], low))
     replace_high = zooming & too_high
-    _store(s, replace_high, high, t, f_new, gtd_new, g_new)
-    bracket_f = s["bracket_f"]
+    _store(search, replace_high, high, t, f_new, gtd_new, g_new)
+    bracket_f = search["bracket_f"]
     resorted = torch.where(bracket_f[..., 0] <= bracket_f[..., 1], first, second)
     low = torch.where(replace_high, resorted, low)
 
     lower = zooming & ~too_high
     satisfied = lower & (gtd_new.abs() <= -c2 * gtd)
-    span = _pick(s["bracket_t"], high) - _pick(s["bracket_t"], low)
+    span = _pick(search["bracket_t"], high) - _pick(search["bracket_t"], low)
     flip = lower & ~satisfied & (gtd_new * span >= 0)
     _store(
-        s,
+        search,
         flip,
         high,
-        _pick(s["bracket_t"], low),
+        _pick(search["bracket_t"], low),
         _pick(bracket_f, low),
-        _pick(s["bracket_gtd"], low),
-        _pick(s["bracket_g"], low),
+        _pick(search["bracket_gtd"], low),
+        _pick(search["bracket_g"], low),
     )
-    _store(s, lower, low, t, f_new, gtd_new, g_new)
-    s["low"] = low
-    s["phase"] = torch.where(satisfied, _FINISHED, s["phase"])
+    _store(search, lower, low, t, f_new, gtd_new, g_new)
+    search["low"] = low
+    search["phase"] = torch.where(satisfied, _FINISHED, search["phase"])
 
 
 def _accepted(search: dict[str, Tensor], active: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
