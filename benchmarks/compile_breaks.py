@@ -9,8 +9,9 @@ asks for, and prints:
   each reason) and how often each was hit while tracing;
 * the unique graphs after each step (``counters["stats"]["unique_graphs"]``): a number that grows
   after the first steps means a recompile per step;
-* the recompiles dynamo logged (its ``recompiles`` log), with the guard that failed first, and
-  whether a code object hit dynamo's cache limit (after which it runs eagerly, silently).
+* the recompiles dynamo logged (its ``recompiles`` log), with the guard that failed first;
+* the median step time after the second step, compiled and eager (the same steps, one after the
+  other: the first compiled step is mostly compilation).
 
 Usage::
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 import time
 from collections import Counter
 
@@ -54,7 +56,8 @@ class RecompileRecords(logging.Handler):
             self.records.append(f"{lines[0].strip()}  [{guard}]")
 
 
-def measure(key: str, steps: int, recompiles: RecompileRecords) -> None:
+def stepper(key: str, compiled: bool):
+    """A fresh optimizer of ``key`` on two parameters and a function doing one (timed) step."""
     generator = torch.Generator().manual_seed(1)
     params = [
         (torch.rand(shape, generator=generator) * 2 - 1).requires_grad_()
@@ -62,6 +65,7 @@ def measure(key: str, steps: int, recompiles: RecompileRecords) -> None:
     ]
     optimizer = optim.create(key, params)
     second_order = optim.spec(key).order > 1
+    needs_closure = optim.spec(key).needs_closure
 
     def closure():
         optimizer.zero_grad()
@@ -69,20 +73,38 @@ def measure(key: str, steps: int, recompiles: RecompileRecords) -> None:
         loss.backward(create_graph=second_order)
         return loss
 
+    step = torch.compile(optimizer.step) if compiled else optimizer.step
+
+    def timed_step() -> float:
+        start = time.perf_counter()
+        if needs_closure:
+            step(closure)
+        else:
+            closure()
+            step()
+        return time.perf_counter() - start
+
+    return timed_step
+
+
+def measure(key: str, steps: int, recompiles: RecompileRecords) -> None:
+    torch.manual_seed(0)
+    eager_step = stepper(key, compiled=False)
+    eager = [eager_step() for _ in range(steps)]
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     recompiles.records.clear()
-    step = torch.compile(optimizer.step)
+    torch.manual_seed(0)
+    compiled_step = stepper(key, compiled=True)
     graphs, seconds = [], []
     for _ in range(steps):
-        start = time.perf_counter()
-        step(closure) if optim.spec(key).needs_closure else (closure(), step())
-        seconds.append(time.perf_counter() - start)
+        seconds.append(compiled_step())
         graphs.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
     counters = torch._dynamo.utils.counters
     print(
-        f"== {key}: {steps} steps, first step {seconds[0]:.1f} s, later steps "
-        f"{1000 * min(seconds[1:]):.1f}-{1000 * max(seconds[1:]):.1f} ms"
+        f"== {key}: {steps} steps, first compiled step {seconds[0]:.1f} s; median step after "
+        f"the second: compiled {1000 * statistics.median(seconds[2:]):.2f} ms, eager "
+        f"{1000 * statistics.median(eager[2:]):.2f} ms"
     )
     print(f"   unique graphs after each step: {graphs}")
     breaks = counters["graph_break"]

@@ -47,9 +47,12 @@ def bfgs_update(state: dict, s: Tensor, y: Tensor, ys: Tensor, accept: Tensor) -
     """
     # A scale-free curvature test: torch's absolute s'y > 1e-10 (used by L-BFGS for torch's
     # sake) stops all updates once steps are ~1e-5 long and so costs superlinear convergence.
-    # Every run computes the update and the runs outside ``accept`` keep their matrix: no branch
-    # on a tensor, so torch.compile traces it in one graph.
     accept = accept & (ys > RELATIVE_CURVATURE * (s * s).sum(-1).sqrt() * (y * y).sum(-1).sqrt())
+    # Eagerly, skip the O(D^2) update when no run takes it (measured: +50 % step time at
+    # D = 1000 without the skip). Under torch.compile every run computes it and those outside
+    # ``accept`` keep their matrix: a branch on a tensor would break the graph.
+    if not torch.compiler.is_compiling() and not bool(accept.any()):
+        return
     inverse = state["inverse_hessian"]
     first = accept & (state["updates"] == 0)
     scale = ys / (y * y).sum(-1)
