@@ -48,9 +48,9 @@ def bfgs_update(state: dict, s: Tensor, y: Tensor, ys: Tensor, accept: Tensor) -
     # A scale-free curvature test: torch's absolute s'y > 1e-10 (used by L-BFGS for torch's
     # sake) stops all updates once steps are ~1e-5 long and so costs superlinear convergence.
     accept = accept & (ys > RELATIVE_CURVATURE * (s * s).sum(-1).sqrt() * (y * y).sum(-1).sqrt())
-    # Eagerly, skip the O(D^2) update when no run takes it (measured: +50 % step time at
-    # D = 1000 without the skip). Under torch.compile every run computes it and those outside
-    # ``accept`` keep their matrix: a branch on a tensor would break the graph.
+    # Eagerly, skip the O(D^2) update when no run takes it (without the skip, 30 steps at
+    # D = 1000 took 15.7 instead of 12.8 ms each). Under torch.compile every run computes it and
+    # those outside ``accept`` keep their matrix: a branch on a tensor would break the graph.
     if not torch.compiler.is_compiling() and not bool(accept.any()):
         return
     inverse = state["inverse_hessian"]
