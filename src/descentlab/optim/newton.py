@@ -310,7 +310,9 @@ class Newton(Optimizer):
         """One Newton step for every group; ``closure`` must call ``backward(create_graph=True)``.
 
         Under ``torch.compile(optimizer.step)`` the closure and the Hessian run eagerly, in one
-        graph break (:meth:`_evaluate_and_differentiate`), and the solves and moves compile.
+        graph break (:meth:`_evaluate_and_differentiate`), and the solves and moves compile. A
+        singular system then raises torch's ``LinAlgError`` from the compiled solve: the
+        ``except`` that turns it into this class's ``ValueError`` does not catch it there.
         """
         loss, measured = self._evaluate_and_differentiate(closure)
         # All steps first: moving a parameter in place would invalidate the graph the other
