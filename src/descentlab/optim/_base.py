@@ -285,15 +285,6 @@ class Optimizer(torch.optim.Optimizer):
         with torch.enable_grad():
             return closure()
 
-    @torch.compiler.disable
-    def _evaluate_eagerly(self, closure: Callable[[], Any] | None) -> Any:
-        """:meth:`_evaluate` outside torch.compile, for methods that differentiate the closure's
-        gradient again (Newton, Sophia): torch.compile cannot take the double backward of a
-        graph it compiled, so under ``torch.compile(optimizer.step)`` the closure and its
-        ``backward(create_graph=True)`` run eagerly (a deliberate graph break) and the step
-        gives the eager result instead of failing."""
-        return self._evaluate(closure)
-
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """Perform one optimization step; ``closure`` re-evaluates the loss and returns it."""

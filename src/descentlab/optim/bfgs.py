@@ -1,7 +1,7 @@
 """BFGS (Broyden, Fletcher, Goldfarb and Shanno, 1970): a dense inverse-Hessian approximation
 updated from each step and gradient change, with a strong-Wolfe line search.
 
-The iteration loop, stopping rules and line search are L-BFGS's (see ``lbfgs``); only the
+The iteration loop, stopping rules and line search are L-BFGS's (see ``_quasi_newton``); only the
 direction differs: :math:`d = -H g` with the full matrix :math:`H` of each run (shape
 ``S + (D, D)``), so BFGS suits problems with up to a few thousand coordinates per run.
 """
@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ._hyper import Hyper
-from .lbfgs import Direction, QuasiNewton, Remember
+from ._quasi_newton import Direction, QuasiNewton, Remember
 from .spec import Hyperparameter, Paper, Spec, StateBuffer
 
 #: A pair is used when s'y > RELATIVE_CURVATURE * |s| |y| (the cosine of their angle).
@@ -48,7 +48,10 @@ def bfgs_update(state: dict, s: Tensor, y: Tensor, ys: Tensor, accept: Tensor) -
     # A scale-free curvature test: torch's absolute s'y > 1e-10 (used by L-BFGS for torch's
     # sake) stops all updates once steps are ~1e-5 long and so costs superlinear convergence.
     accept = accept & (ys > RELATIVE_CURVATURE * (s * s).sum(-1).sqrt() * (y * y).sum(-1).sqrt())
-    if not bool(accept.any()):
+    # Eagerly, skip the O(D^2) update when no run takes it (without the skip, 30 steps at
+    # D = 1000 took 15.7 instead of 12.8 ms each). Under torch.compile every run computes it and
+    # those outside ``accept`` keep their matrix: a branch on a tensor would break the graph.
+    if not torch.compiler.is_compiling() and not bool(accept.any()):
         return
     inverse = state["inverse_hessian"]
     first = accept & (state["updates"] == 0)

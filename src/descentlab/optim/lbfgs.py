@@ -1,16 +1,8 @@
-"""L-BFGS (Liu & Nocedal, 1989) with a strong-Wolfe line search, and the quasi-Newton loop BFGS
-shares with it.
+"""L-BFGS (Liu & Nocedal, 1989) with a strong-Wolfe line search.
 
-The loop is torch.optim.LBFGS's (minFunc's): each ``step(closure)`` runs up to ``max_iter``
-iterations, stopping early when the gradient's largest entry is below ``tolerance_grad``, when
-the slope along the direction, the move or the change of the loss is below
-``tolerance_change``, or when ``max_eval`` closure evaluations are spent. Every quantity is kept
-per run (see ``_stack``): with ``stack_dims = s`` a run that stops early waits, unchanged, while
-the others go on, so K stacked runs take exactly the iterations K separate runs would.
-
-With several param groups, each group is minimized in turn with the others held fixed (block
-coordinate descent; the closure is evaluated afresh for each group). With one group, the usual
-case and torch's only one, this is plain L-BFGS.
+The iteration loop, stopping rules and line search are shared with BFGS (see
+``_quasi_newton``); this module holds what is L-BFGS's own: the memory of the last
+``history_size`` curvature pairs and the two-loop recursion that turns it into a direction.
 """
 
 from __future__ import annotations
@@ -22,164 +14,13 @@ import torch
 from torch import Tensor
 
 from . import _hyper
-from ._base import Optimizer
 from ._hyper import Hyper
-from ._line_search import FlatView, add_scaled_, per_run, run_dot, strong_wolfe
+from ._line_search import add_scaled_, run_dot
+from ._quasi_newton import Direction, QuasiNewton, Remember
 from .spec import Hyperparameter, Paper, Spec, StateBuffer
 
-LINE_SEARCHES = ("strong_wolfe", None)
 #: Curvature pairs with s'y below this are skipped (they would break positive definiteness).
 CURVATURE_THRESHOLD = 1e-10
-
-Remember = Callable[[dict, Tensor, Tensor, Tensor, Tensor], None]
-Direction = Callable[[dict, Tensor], Tensor]
-
-
-def _start(state: dict, flat_grad: Tensor) -> None:
-    """Allocate the per-run iteration state (every tensor in the parameters' dtype)."""
-    if "n_iter" in state:
-        return
-    shape = flat_grad.shape[:-1]
-    zeros = flat_grad.new_zeros(shape)
-    state.update(
-        func_evals=state.get("func_evals", zeros.clone()),
-        n_iter=zeros.clone(),
-        d=torch.zeros_like(flat_grad),
-        t=zeros.clone(),
-        prev_flat_grad=torch.zeros_like(flat_grad),
-        prev_loss=zeros.clone(),
-    )
-
-
-def quasi_newton_minimize(
-    view: FlatView,
-    state: dict[str, Any],
-    *,
-    remember: Remember,
-    direction: Direction,
-    prepare: Callable[[dict, Tensor], None],
-    lr: Hyper,
-    max_iter: int,
-    max_eval: int,
-    tolerance_grad: Hyper,
-    tolerance_change: Hyper,
-    line_search_fn: str | None,
-    c1: Hyper,
-    c2: Hyper,
-) -> Tensor:
-    """Up to ``max_iter`` quasi-Newton iterations on ``view``; returns the first loss evaluated.
-
-    ``direction(state, g)`` is :math:`-H g` for the current inverse-Hessian approximation
-    :math:`H`; ``remember(state, s, y, s^\\top y, runs)`` takes a new curvature pair into
-    :math:`H` for those of ``runs`` where the pair passes its curvature test; ``prepare(state, g)`` allocates their state.
-    """
-    params = view.params
-    hyper = {
-        name: per_run(name, value, params, view.stack_dims)
-        for name, value in (
-            ("lr", lr),
-            ("tolerance_grad", tolerance_grad),
-            ("tolerance_change", tolerance_change),
-            ("c1", c1),
-            ("c2", c2),
-        )
-    }
-    lr, tolerance_grad, tolerance_change = (
-        hyper["lr"],
-        hyper["tolerance_grad"],
-        hyper["tolerance_change"],
-    )
-    orig_loss, flat_grad = view.evaluate()
-    loss = orig_loss
-    _start(state, flat_grad)
-    prepare(state, flat_grad)
-    state["func_evals"] += 1
-    current_evals = torch.ones_like(loss)
-    active = ~(flat_grad.abs().amax(-1) <= tolerance_grad)
-
-    n_iter = 0
-    while n_iter < max_iter and bool(active.any()):
-        n_iter += 1
-        state["n_iter"] += active.to(loss.dtype)
-        first = state["n_iter"] == 1
-        keep = active.unsqueeze(-1)
-
-        # -- direction: steepest descent on a run's first iteration, quasi-Newton after ----------
-        later = active & ~first
-        if bool(later.any()):
-            y = flat_grad - state["prev_flat_grad"]
-            s = state["d"] * state["t"].unsqueeze(-1)
-            ys = run_dot(y, s)
-            remember(state, s, y, ys, later)
-            new_direction = torch.where(
-                first.unsqueeze(-1), -flat_grad, direction(state, flat_grad)
-            )
-        else:
-            new_direction = -flat_grad
-        d = state["d"] = torch.where(keep, new_direction, state["d"])
-        state["prev_flat_grad"] = torch.where(keep, flat_grad, state["prev_flat_grad"])
-        prev_loss = state["prev_loss"] = torch.where(active, loss, state["prev_loss"])
-
-        # -- step length: the first ever step is scaled so it moves by at most lr in l1 -----------
-        initial = torch.clamp(1.0 / flat_grad.abs().sum(-1), max=1.0) * lr
-        t = state["t"] = torch.where(
-            active,
-            torch.where(first, initial, torch.as_tensor(lr, dtype=loss.dtype, device=loss.device)),
-            state["t"],
-        )
-        gtd = run_dot(flat_grad, d)
-        active = active & ~(gtd > -tolerance_change)
-
-        if line_search_fn == "strong_wolfe":
-            start = view.get()
-            new_loss, new_grad, t_found, used = strong_wolfe(
-                view.evaluator(start, d),
-                t,
-                d,
-                loss,
-                flat_grad,
-                gtd,
-                c1=hyper["c1"],
-                c2=hyper["c2"],
-                tolerance_change=tolerance_change,
-                max_ls=(max_eval - current_evals).long(),
-                active=active,
-            )
-            view.move(t_found, d)
-            t = state["t"] = torch.where(active, t_found, t)
-        else:
-            view.move(torch.where(active, t, torch.zeros_like(t)), d)
-            if n_iter != max_iter:
-                # Re-evaluate only if another iteration follows (torch's economy).
-                new_loss, new_grad = view.evaluate()
-                used = active.long()
-            else:
-                new_loss, new_grad, used = (
-                    loss,
-                    flat_grad,
-                    torch.zeros_like(active, dtype=torch.long),
-                )
-        loss = torch.where(active, new_loss, loss)
-        flat_grad = torch.where(active.unsqueeze(-1), new_grad, flat_grad)
-        opt_cond = flat_grad.abs().amax(-1) <= tolerance_grad
-        used = used.to(loss.dtype) * active
-        current_evals = current_evals + used
-        state["func_evals"] += used
-
-        # -- stopping rules, per run ------------------------------------------------------------
-        if n_iter == max_iter:
-            break
-        done = (
-            (current_evals >= max_eval)
-            | opt_cond
-            | ((d * t.unsqueeze(-1)).abs().amax(-1) <= tolerance_change)
-            | ((loss - prev_loss).abs() < tolerance_change)
-        )
-        active = active & ~done
-    return orig_loss
-
-
-# ----------------------------------------------------------------------------- L-BFGS memory
 
 
 def remember(state: dict, s: Tensor, y: Tensor, ys: Tensor, accept: Tensor, *, history_size: int):
@@ -193,19 +34,19 @@ def remember(state: dict, s: Tensor, y: Tensor, ys: Tensor, accept: Tensor, *, h
     no-ops in the two-loop recursion.
     """
     accept = accept & (ys > CURVATURE_THRESHOLD)
-    if not bool(accept.any()):
-        return
     count = state["history_count"]
     size = state["old_dirs"].shape[-2]
-    if size < history_size and bool((accept & (count == size)).any()):
-        grow = (*count.shape, 1)
-        for key in ("old_dirs", "old_stps"):
-            buffer = state[key]
-            state[key] = torch.cat([buffer, buffer.new_zeros(*grow, buffer.shape[-1])], -2)
-        state["ro"] = torch.cat([state["ro"], state["ro"].new_zeros(grow)], -1)
-        size += 1
-    full = accept & (count == history_size)
-    position = torch.where(full, history_size - 1, count).long()
+    if size < history_size:
+        if torch.compiler.is_compiling():
+            # A buffer that grew with the memory would change shape, and so recompile the
+            # compiled step, at each new pair: under torch.compile it takes every slot at once.
+            _pad_memory(state, history_size)
+            size = history_size
+        elif bool((accept & (count == size)).any()):
+            _pad_memory(state, size + 1)
+            size += 1
+    full = accept & (count == size)
+    position = torch.where(full, size - 1, count).long()
     slot = (torch.arange(size, device=count.device) == position.unsqueeze(-1)) & accept.unsqueeze(
         -1
     )
@@ -220,6 +61,21 @@ def remember(state: dict, s: Tensor, y: Tensor, ys: Tensor, accept: Tensor, *, h
     state["history_count"] = torch.where(accept & ~full, count + 1, count)
     # Nocedal & Wright (7.20): scale the initial inverse Hessian by s'y / y'y.
     state["H_diag"] = torch.where(accept, ys / run_dot(y, y), state["H_diag"])
+
+
+def _pad_memory(state: dict, size: int) -> None:
+    """Give the memory ``size`` slots, the new ones empty (zero, ``ro`` 0: no-ops in the two-loop
+    recursion, so a padded memory gives the same direction)."""
+    rows = size - state["old_dirs"].shape[-2]
+    if rows <= 0:
+        return
+    for key in ("old_dirs", "old_stps"):
+        buffer = state[key]
+        state[key] = torch.cat(
+            [buffer, buffer.new_zeros(*buffer.shape[:-2], rows, buffer.shape[-1])], -2
+        )
+    ro = state["ro"]
+    state["ro"] = torch.cat([ro, ro.new_zeros(*ro.shape[:-1], rows)], -1)
 
 
 def two_loop_direction(state: dict, grad: Tensor) -> Tensor:
@@ -249,90 +105,6 @@ def init_memory(state: dict, flat_grad: Tensor) -> None:
         history_count=flat_grad.new_zeros(shape),
         H_diag=flat_grad.new_ones(shape),
     )
-
-
-# ----------------------------------------------------------------------------- the classes
-
-
-class QuasiNewton(Optimizer):
-    """What BFGS and L-BFGS share: arguments, checks, and a step that runs the loop per group.
-
-    Subclasses provide ``remember``, ``direction`` and ``prepare`` for a group.
-    """
-
-    needs_closure = True
-
-    def __init__(self, params: Any, defaults: dict[str, Any]) -> None:
-        if defaults["max_eval"] is None:
-            defaults["max_eval"] = self._default_max_eval(defaults["max_iter"])
-        super().__init__(params, defaults)
-
-    @staticmethod
-    def _default_max_eval(max_iter: Any) -> Any:
-        return max_iter * 5 // 4 if isinstance(max_iter, int) else max_iter
-
-    checked_nonnegative = (
-        "lr",
-        "tolerance_grad",
-        "tolerance_change",
-    )
-
-    def check_group(self, group: dict[str, Any]) -> None:
-        super().check_group(group)
-        for name in ("max_iter", "max_eval"):
-            value = group[name]
-            _hyper.check_integer(name, value, 1)
-        c1, c2 = group["c1"], group["c2"]
-        _hyper.check_range("c1", c1, 0.0, 1.0, low_open=True, high_open=True)
-        _hyper.check_range("c2", c2, 0.0, 1.0, low_open=True, high_open=True)
-        if bool(
-            torch.any(
-                torch.as_tensor(c1, dtype=torch.float64) >= torch.as_tensor(c2, dtype=torch.float64)
-            )
-        ):
-            raise ValueError(f"Invalid c1={c1!r}, c2={c2!r}: they must satisfy 0 < c1 < c2 < 1")
-        _hyper.check_choice("line_search_fn", group["line_search_fn"], LINE_SEARCHES)
-        for name in ("lr", "tolerance_grad", "tolerance_change", "c1", "c2"):
-            per_run(name, group[name], group["params"], group["stack_dims"])
-
-    def rules(self, group: dict[str, Any]) -> tuple[Remember, Direction, Callable]:
-        raise NotImplementedError
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        """Run up to ``max_iter`` iterations per group; ``closure`` re-evaluates the loss.
-
-        Returns the first loss the closure computed (one per run with stacked runs).
-        """
-        if closure is None:
-            self._evaluate(None)  # raises the base class's "needs a closure" ValueError
-        first_loss = None
-        for group in self.param_groups:
-            params = group["params"]
-            remember_pair, direction, prepare = self.rules(group)
-            # Like torch, keep a group's state on its first parameter (state_dict handles it).
-            loss = quasi_newton_minimize(
-                FlatView(params, group["stack_dims"], closure),
-                self.state[params[0]],
-                remember=remember_pair,
-                direction=direction,
-                prepare=prepare,
-                **{key: group[key] for key in _LOOP_KEYS},
-            )
-            first_loss = loss if first_loss is None else first_loss
-        return first_loss
-
-
-_LOOP_KEYS = (
-    "lr",
-    "max_iter",
-    "max_eval",
-    "tolerance_grad",
-    "tolerance_change",
-    "line_search_fn",
-    "c1",
-    "c2",
-)
 
 
 class LBFGS(QuasiNewton):

@@ -130,35 +130,52 @@ def _seed_for(seed: int, step: int) -> int:
     return (seed * _SEED_MIX + step) % (2**63)
 
 
-def newton_steps(
+def measure_curvature(
     params: list[Tensor],
     grads: list[Tensor],
     states: list[dict[str, Any]],
     *,
-    lr: Hyper,
-    damping: Hyper,
     hessian: str,
     hutchinson_samples: int,
     stack_dims: int,
+) -> Tensor | list[Tensor]:
+    """Count the step and differentiate the gradient again: every run's Hessian (``"exact"``,
+    shape ``S + (D, D)``) or Hutchinson's estimate of its diagonal (``"diagonal"``, one tensor per
+    parameter). Backward passes through the closure's graph: see :meth:`Newton.step`."""
+    step = advance(states[0])
+    for state in states[1:]:
+        advance(state)
+    if hessian == "exact":
+        return exact_hessian(params, grads, stack_dims)
+    generator = torch.Generator(device=params[0].device)
+    generator.manual_seed(_seed_for(states[0]["seed"], int(step)))
+    return hutchinson_diagonal(params, grads, hutchinson_samples, generator)
+
+
+def solve_steps(
+    params: list[Tensor],
+    grads: list[Tensor],
+    states: list[dict[str, Any]],
+    curvature: Tensor | list[Tensor],
+    *,
+    lr: Hyper,
+    damping: Hyper,
+    hessian: str,
+    stack_dims: int,
 ) -> list[Tensor]:
-    """The Newton steps :math:`-\\eta (H + \\lambda I)^{-1} g` of one group, parameters untouched.
+    """The Newton steps :math:`-\\eta (H + \\lambda I)^{-1} g` from a measured curvature
+    (:func:`measure_curvature`), parameters untouched; no autograd, so torch.compile traces it.
 
     ``damping`` may be a tensor broadcasting against each parameter: per run (shape ``(K, 1)``)
     or even per coordinate (:math:`H + \\mathrm{diag}(\\lambda)`); ``lr`` likewise.
     """
-    step = advance(states[0])
-    for state in states[1:]:
-        advance(state)
     if hessian == "diagonal":
-        generator = torch.Generator(device=params[0].device)
-        generator.manual_seed(_seed_for(states[0]["seed"], int(step)))
-        diagonal = hutchinson_diagonal(params, grads, hutchinson_samples, generator)
         directions = []
-        for state, grad, curvature in zip(states, grads, diagonal, strict=True):
-            state["hessian_diag"].copy_(curvature)
-            directions.append(grad.detach() / (curvature + fit(damping, grad, stack_dims)))
+        for state, grad, diagonal in zip(states, grads, curvature, strict=True):
+            state["hessian_diag"].copy_(diagonal)
+            directions.append(grad.detach() / (diagonal + fit(damping, grad, stack_dims)))
     else:
-        matrix = exact_hessian(params, grads, stack_dims)
+        matrix = curvature
         flat_grad = flatten([g.detach() for g in grads], stack_dims)
         size = flat_grad.shape[-1]
         if isinstance(damping, Tensor):
@@ -177,6 +194,39 @@ def newton_steps(
             ) from None
         directions = unflatten(solution, params, stack_dims)
     return [-(direction * fit(lr, direction, stack_dims)) for direction in directions]
+
+
+def newton_steps(
+    params: list[Tensor],
+    grads: list[Tensor],
+    states: list[dict[str, Any]],
+    *,
+    lr: Hyper,
+    damping: Hyper,
+    hessian: str,
+    hutchinson_samples: int,
+    stack_dims: int,
+) -> list[Tensor]:
+    """The Newton steps :math:`-\\eta (H + \\lambda I)^{-1} g` of one group, parameters untouched:
+    :func:`measure_curvature` then :func:`solve_steps`."""
+    curvature = measure_curvature(
+        params,
+        grads,
+        states,
+        hessian=hessian,
+        hutchinson_samples=hutchinson_samples,
+        stack_dims=stack_dims,
+    )
+    return solve_steps(
+        params,
+        grads,
+        states,
+        curvature,
+        lr=lr,
+        damping=damping,
+        hessian=hessian,
+        stack_dims=stack_dims,
+    )
 
 
 def update(
@@ -257,21 +307,43 @@ class Newton(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        """One Newton step for every group; ``closure`` must call ``backward(create_graph=True)``."""
-        loss = self._evaluate_eagerly(closure)
-        planned = []
+        """One Newton step for every group; ``closure`` must call ``backward(create_graph=True)``.
+
+        Under ``torch.compile(optimizer.step)`` the closure and the Hessian run eagerly, in one
+        graph break (:meth:`_evaluate_and_differentiate`), and the solves and moves compile. A
+        singular system then raises torch's ``LinAlgError`` from the compiled solve: the
+        ``except`` that turns it into this class's ``ValueError`` does not catch it there.
+        """
+        loss, measured = self._evaluate_and_differentiate(closure)
         # All steps first: moving a parameter in place would invalidate the graph the other
         # groups' Hessians are differentiated through.
-        for group in self.param_groups:
-            params, grads, states = self._gather(group)
-            if params:
-                stack_shape(params, group["stack_dims"])
-                keys = self.hyperparameters(group, self._update_keys)
-                planned.append((params, newton_steps(params, grads, states, **keys)))
+        planned = []
+        for group, params, grads, states, curvature in measured:
+            keys = self.hyperparameters(group, ("lr", "damping", "hessian", "stack_dims"))
+            planned.append((params, solve_steps(params, grads, states, curvature, **keys)))
         for params, steps in planned:
             for param, step in zip(params, steps, strict=True):
                 param.add_(step)
         return loss
+
+    @torch.compiler.disable
+    def _evaluate_and_differentiate(self, closure: Callable[[], Any] | None) -> tuple[Any, list]:
+        """The closure, then each group's curvature, outside torch.compile: the closure's
+        ``backward(create_graph=True)`` and the Hessian's backward passes through its graph are
+        autograd calls that dynamo does not trace (``torch._dynamo.config.trace_autograd_ops``
+        is off by default: "Unsupported Tensor.backward() call"), and a graph compiled from them
+        could not be differentiated twice. Returns the loss and, per group with gradients,
+        ``(group, params, detached grads, states, curvature)``."""
+        loss = self._evaluate(closure)
+        measured = []
+        for group in self.param_groups:
+            params, grads, states = self._gather(group)
+            if params:
+                stack_shape(params, group["stack_dims"])
+                keys = self.hyperparameters(group, ("hessian", "hutchinson_samples", "stack_dims"))
+                curvature = measure_curvature(params, grads, states, **keys)
+                measured.append((group, params, [g.detach() for g in grads], states, curvature))
+        return loss, measured
 
 
 SPECS = (

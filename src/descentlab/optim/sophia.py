@@ -231,11 +231,29 @@ class Sophia(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
-        """One step for every group; ``closure`` must call ``backward(create_graph=True)``."""
-        loss = self._evaluate_eagerly(closure)
+        """One step for every group; ``closure`` must call ``backward(create_graph=True)``.
+
+        Under ``torch.compile(optimizer.step)`` the closure and the estimates run eagerly, in one
+        graph break (:meth:`_evaluate_and_estimate`), and the updates compile: one graph for the
+        steps that refresh the estimate and one for those that keep it.
+        """
+        loss, planned = self._evaluate_and_estimate(closure)
+        for group, params, grads, states, found in planned:
+            keys = self.hyperparameters(group, ("lr", "betas", "rho", "weight_decay", "eps"))
+            apply(params, grads, states, found, **keys, stack_dims=group["stack_dims"])
+        return loss
+
+    @torch.compiler.disable
+    def _evaluate_and_estimate(self, closure: Callable[[], Any] | None) -> tuple[Any, list]:
+        """The closure, then every group's Hutchinson estimate when due, outside torch.compile:
+        the closure's ``backward(create_graph=True)`` and the Hessian-vector products through
+        its graph are autograd calls that dynamo does not trace (``trace_autograd_ops`` is off
+        by default), and whether a step estimates is read from its count. Every estimate comes
+        before any parameter moves: moving one in place would invalidate the graph the other
+        groups' products are taken through. Returns the loss and, per group with gradients,
+        ``(group, params, detached grads, states, estimates or None)``."""
+        loss = self._evaluate(closure)
         planned = []
-        # Every group's estimate first: moving parameters in place would invalidate the graph
-        # through which the other groups' Hessian-vector products are taken.
         for group in self.param_groups:
             params, grads, states = self._gather(group)
             if params:
@@ -246,11 +264,8 @@ class Sophia(Optimizer):
                     update_interval=group["update_interval"],
                     stack_dims=group["stack_dims"],
                 )
-                planned.append((group, params, grads, states, found))
-        for group, params, grads, states, found in planned:
-            keys = self.hyperparameters(group, ("lr", "betas", "rho", "weight_decay", "eps"))
-            apply(params, grads, states, found, **keys, stack_dims=group["stack_dims"])
-        return loss
+                planned.append((group, params, [g.detach() for g in grads], states, found))
+        return loss, planned
 
 
 SPECS = (
