@@ -1,9 +1,9 @@
 """torch.compile(optimizer.step): no graph breaks, no recompile per parameter or per step.
 
-A representative few keys (each compiles for 5-30 s on a 2-core CPU; marked ``compile``): an
-elementwise one torch also has, one of ours, one that reduces over all parameters (Prodigy's
-global d), one that factors its moments (Adafactor) and a wrapper (Lookahead). The first step
-creates the state and so traces a second graph at step 2; from then on nothing recompiles.
+Every first-order registry key (each compiles in 1 to 20 s on a 2-core CPU; marked
+``compile``), so that a key added later, or a change to one, cannot break the graph unseen. The
+first step creates the state and so traces a second graph at step 2; from then on nothing
+recompiles.
 
 The methods driven by a closure break the graph at the closure call and nowhere else: the
 closure calls ``backward()``, which dynamo does not trace (``Unsupported Tensor.backward()
@@ -25,16 +25,25 @@ from harness import wavy_loss
 
 import descentlab.optim as optim
 
-KEYS = ["adam", "yogi", "prodigy", "adafactor", "lookahead"]
+CLOSURE_KEYS = ["newton", "sophia", "bfgs", "lbfgs"]
+KEYS = [key for key in optim.names() if key not in CLOSURE_KEYS]
 STEPS = 12  # Lookahead synchronizes every 5 steps: two synchronizations
+#: Muon's Newton-Schulz iteration runs in bfloat16; Inductor keeps a fused kernel's bfloat16
+#: intermediates in float32 (rounding once at the end, not after every operation), so the two
+#: steps differ at bfloat16 rounding. With ``ns_dtype=None`` (float32) they agree to 1e-8.
+TOLERANCE = {"muon": 1e-3}
+
+
+def test_every_key_but_the_closure_driven_ones_is_compiled_here():
+    assert all(optim.spec(key).needs_closure or optim.spec(key).order > 1 for key in CLOSURE_KEYS)
+    assert not any(optim.spec(key).needs_closure or optim.spec(key).order > 1 for key in KEYS)
+    assert len(KEYS) + len(CLOSURE_KEYS) == len(optim.names())
 
 
 def _run(key, compiled, **settings):
     generator = torch.Generator().manual_seed(0)
-    params = [
-        (torch.rand(shape, generator=generator) * 2 - 1).requires_grad_()
-        for shape in ((3, 4), (5,))
-    ]
+    shapes = ((3, 4), (4, 6)) if optim.spec(key).matrices_only else ((3, 4), (5,))
+    params = [(torch.rand(shape, generator=generator) * 2 - 1).requires_grad_() for shape in shapes]
     optimizer = optim.create(key, params, **settings)
     step = torch.compile(optimizer.step) if compiled else optimizer.step
     graphs = []
@@ -58,7 +67,7 @@ def test_compiled_step_has_no_graph_breaks_and_no_recompiles(key):
     )
     assert graphs[0] == 1 and graphs[1] == 2 and graphs[-1] == 2, graphs
     for a, b in zip(compiled, eager, strict=True):
-        assert ((a - b).abs().max() / b.abs().max()).item() < 1e-6
+        assert ((a - b).abs().max() / b.abs().max()).item() < TOLERANCE.get(key, 1e-6)
 
 
 @pytest.mark.compile
