@@ -134,7 +134,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     if args.key not in optim.names():
         parser.error(f"unknown optimizer {args.key!r}; choose one of {', '.join(optim.names())}")
     entry = optim.spec(args.key)
-    if not entry.elementwise or getattr(entry.factory, "fused_kernel", None) is not None:
+    factory = entry.factory
+    if not getattr(factory, "elementwise", False) or getattr(factory, "fused_kernel", None):
         parser.error(f"{args.key}: fused=True does not compile its update (see _fused)")
     for name in ("tensors", "numel", "rounds", "threads"):
         if getattr(args, name) < 1:

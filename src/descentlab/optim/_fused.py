@@ -50,7 +50,7 @@ Where a step's time goes (issue 13; ``benchmarks/fused_split.py`` times each lay
   (the copy that sets the floor moves its bytes with a write-allocate read on top, the in-place
   update does not, which is how a kernel can come in under it).
 * Everything above the kernels is Python, and at this size it runs from cold caches (each call's
-  kernel streams some 30 MB through them): about 3 ms a step with chunks of 16 (dynamo's guards
+  kernel streams some 30 MB through them): 3.3-3.8 ms a step with chunks of 16 (dynamo's guards
   and AOT's wrapper 2.2-2.5 ms, ours and the optimizer's step 0.9, Inductor's wrapper 0.25), where
   the same layers take 0.97 ms with warm caches (100 tensors of 16 floats: 0.61 + 0.28 + 0.06).
   With a cache eviction after every kernel, 100 tiny tensors cost 5.2 ms (median; 2.9 fastest)
@@ -60,21 +60,28 @@ Where a step's time goes (issue 13; ``benchmarks/fused_split.py`` times each lay
   may have been descheduled: runs where a neighbour took a core gave fused steps of 0.4-0.8 s
   (and the eager Lion step, with hundreds of parallel regions, 2.9 s) where the floor's one copy
   stayed in milliseconds. Medians on such a machine measure the neighbours; compare fastest steps.
+* Whether a loop is shared among the threads is decided when its graph is built, from the sizes
+  of that first call (under ``cpp.min_chunk_size``, 512 floats a thread, it stays serial: seen in
+  the generated code for chunks of 1000-float parameters), and the graph serves every later size
+  (its guards ask only for sizes of at least 2): a chunk size whose graph was first built on small
+  parameters steps large ones on one thread. Not changed here.
 
 So the gap to the floor is the per-call and per-tensor Python above the kernels, not the kernels:
-chunks of 32 halve the calls (kept: about 0.6-1.5 ms off a 10M step); one call for the whole group
-would take about 1 ms more off but compiles a graph per group that grows by about 1 s a parameter
-(RMSprop: 31 s for a graph of 4, 42 s for 16, 64 s for 32, 91-105 s for 100, built on a loaded
-2-core CPU; a third to a half of it is gcc) and was dropped. Also measured and dropped: kernels on
-one thread (``cpp.threads=1``: 9-12 ms against 6.5-7.5 on two). Not tried, because they would
+chunks of 32 make 4 calls of the 7 (kept: about 0.6-1.5 ms off a 10M step); one call for the
+whole group would take about 1 ms more off but compiles a graph per group that grows by about 1 s
+a parameter (RMSprop: 31 s for a graph of 4, 42 s for 16, 64 s for 32, 91-105 s for 100, built on
+a loaded 2-core CPU; a third to a half of it is gcc) and was dropped. Also measured and dropped:
+kernels on one thread (RMSprop: 9.0-11.8 ms against 6.5-7.5 on two). Not tried, because they would
 compile a graph for every layout of sizes or change results: static shapes (``dynamic=False``:
 one graph per chunk's size tuple), hyperparameters as tensors (the updates branch on some of them,
-``_hyper.is_nonzero``), skipping the guards (a changed ``momentum`` would run the wrong graph).
+``_hyper.is_nonzero``); skipping the guards would also run a stale graph after ``momentum`` moves
+off 0.
 
 The first compiled step costs what Inductor needs to generate and build the code, once per
 algorithm and chunk size: about 30 to 65 s for each graph on a loaded 2-core CPU (100 parameters:
-a graph of 32 and one of 4, about 95 s; cached on disk by Inductor between processes). torch.compile needs a C++ compiler on the CPU and Triton on
-CUDA; without one, the first step says so.
+a graph of 32 and one of 4, about 95 s; cached on disk by Inductor between processes).
+torch.compile needs a C++ compiler on the CPU and Triton on CUDA; without one, the first step
+says so.
 """
 
 from __future__ import annotations
