@@ -72,8 +72,8 @@ Where a step's time goes (issue 13; ``benchmarks/fused_split.py`` times each lay
 So the gap to the floor is the per-call and per-tensor Python above the kernels, not the kernels:
 chunks of 32 make 4 calls of the 7 (kept: in one process, 10M parameters, 2 threads, 30 rounds
 round-robin, the median step went 8.34 -> 7.96 ms for Lion, 9.90 -> 8.81 for RMSprop, 10.54 ->
-9.75 for AdaBelief; the layers above the kernels now cost 2.5-2.9 ms, dynamo and AOT 1.5-1.8 of
-it, with the kernels at 6.5-6.7 ms against floors of 4.9-6.3 in the same runs); one call for the
+9.75 for AdaBelief; ``fused_split.py`` then gave 2.5-2.9 ms above the kernels, dynamo and AOT
+1.5-1.8 of it, and kernels of 6.5-6.7 ms against floors of 4.9-6.3 in its runs); one call for the
 whole group would take about 1 ms more off but compiles a graph per group that grows by about 1 s
 a parameter (RMSprop: 31 s for a graph of 4, 42 s for 16, 64 s for 32, 91-105 s for 100, built on
 a loaded 2-core CPU; a third to a half of it is gcc) and was dropped. Also measured and dropped:
