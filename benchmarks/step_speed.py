@@ -497,8 +497,9 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--no-compile",
         action="store_true",
-        help="skip ours fused where it compiles (up to four graphs per algorithm, about 20 s "
-        "each on a 2-core CPU; progress shows the slowest warm-up step)",
+        help="skip ours fused where it compiles (four graphs per algorithm: chunks of 32 and 4 "
+        "for 100 tensors, 2 and 1 for the check; 30-65 s each on a loaded 2-core CPU; progress "
+        "shows the slowest warm-up step)",
     )
     args = parser.parse_args(argv)
     if args.tensors > args.params:

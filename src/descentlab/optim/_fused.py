@@ -9,10 +9,10 @@ Two sources of kernels, chosen per group:
   algorithm's own functional update compiled by ``torch.compile`` (Inductor: C++ on the CPU,
   Triton on CUDA), which fuses the update's passes over memory into one loop per parameter.
 
-The compiled update is called on chunks of up to ``CHUNK`` parameters (16; the rest in chunks of
-8, 4, 2 and 1), each parameter, gradient and parameter-shaped buffer given as a 1-D alias of its
-memory, with dynamic sizes: so one graph serves parameters of every size and rank, and a group
-needs at most five graphs, however many parameters it has (a non-contiguous parameter, or a group
+The compiled update is called on chunks of up to ``CHUNK`` parameters (32; the rest in chunks of
+16, 8, 4, 2 and 1), each parameter, gradient and parameter-shaped buffer given as a 1-D alias of
+its memory, with dynamic sizes: so one graph serves parameters of every size and rank, and a group
+needs at most six graphs, however many parameters it has (a non-contiguous parameter, or a group
 with per-run tensor hyperparameters, is called in its own shape). What changes from step to step
 is given as tensors or unspecialized numbers, so later steps reuse the graphs: the step count (see
 ``_state.count``), ``lr`` (a 0-d float64 tensor, so that learning-rate schedulers do not recompile
@@ -35,10 +35,59 @@ made) are left out of the generated code (``size_asserts``). Skipping dynamo's g
 chunks are known valid (``torch.compiler.set_stance(skip_guard_eval_unsafe=True)``) and Inductor's
 C++ wrapper (``cpp_wrapper``) were measured too and saved nothing (the latter cost more).
 
+Where a step's time goes (issue 13; ``benchmarks/fused_split.py`` times each layer from inside;
+10M float32 parameters in 100 tensors, 2 threads, RMSprop and Lion, on a shared 2-core VM):
+
+* The generated code (``TORCH_LOGS=output_code``) is what the floor assumes: one C++ function per
+  chunk, one OpenMP parallel region, and for each parameter one AVX-512 loop (16 floats a vector,
+  a masked tail) that reads the gradient, the parameter and each buffer once and stores the
+  parameter and buffers in place: no ``copy_`` pass for the mutated inputs, no recomputation, the
+  per-step factors hoisted. Each parameter's loop is an ``omp for`` and each step counter's
+  increment an ``omp single``, both ending in a barrier; Inductor's CPU code generator has no
+  switch for ``nowait`` and its combo kernels are Triton's, so that is as fused as it gets.
+* The kernels alone run at about the floor: at best 4.6 ms against a 4.7 ms floor (Lion) and
+  5.4 against 6.7 (RMSprop), kernel medians 0.8-1.4x the floor depending on the neighbours' load
+  (the copy that sets the floor moves its bytes with a write-allocate read on top, the in-place
+  update does not, which is how a kernel can come in under it).
+* Everything above the kernels is Python, and at this size it runs from cold caches (each call's
+  kernel streams some 30 MB through them): 3.3-3.8 ms a step with chunks of 16 (dynamo's guards
+  and AOT's wrapper 2.2-2.5 ms, ours and the optimizer's step 0.9, Inductor's wrapper 0.25), where
+  the same layers take 0.97 ms with warm caches (100 tensors of 16 floats: 0.61 + 0.28 + 0.06).
+  With a cache eviction after every kernel, 100 tiny tensors cost 5.2 ms (median; 2.9 fastest)
+  in chunks of 16 (7 calls), 3.7 (2.3) in chunks of 32 (4 calls) and 2.6 (1.4) in one call: about
+  0.25-0.45 ms a call, the rest per tensor (guards of each tensor's size in Python, its state).
+* With 2 threads on 2 cores shared with other work, every OpenMP barrier waits for a thread that
+  may have been descheduled: runs where a neighbour took a core gave fused steps of 0.4-0.8 s
+  (and the eager Lion step, with hundreds of parallel regions, 2.9 s) where the floor's one copy
+  stayed in milliseconds. Medians on such a machine measure the neighbours; compare fastest steps.
+* Whether a loop is shared among the threads is decided when its graph is built, from the sizes
+  of that first call (under ``cpp.min_chunk_size``, 512 floats a thread, it stays serial: seen in
+  the generated code for chunks of 1000-float parameters), and the graph serves every later size
+  (its guards ask only for sizes of at least 2): a chunk size whose graph was first built on small
+  parameters steps large ones on one thread (RMSprop, 36 parameters of 1000 floats, then 36 of
+  100 000 in the same process: the same 2 graphs, no parallel region, 2.8-3.3 ms a step against
+  2.5 with graphs built on large ones, one run each). Inductor's disk cache keeps a graph with the
+  sizes of the process that built it first. Not changed here.
+
+So the gap to the floor is the per-call and per-tensor Python above the kernels, not the kernels:
+chunks of 32 make 4 calls of the 7 (kept: in one process, 10M parameters, 2 threads, 30 rounds
+round-robin, the median step went 8.34 -> 7.96 ms for Lion, 9.90 -> 8.81 for RMSprop, 10.54 ->
+9.75 for AdaBelief; ``fused_split.py`` then gave 2.5-2.9 ms above the kernels, dynamo and AOT
+1.5-1.8 of it, and kernels of 6.5-6.7 ms against floors of 4.9-6.3 in its runs); one call for the
+whole group would take about 1 ms more off but compiles a graph per group that grows by about 1 s
+a parameter (RMSprop: 31 s for a graph of 4, 42 s for 16, 64 s for 32, 91-105 s for 100, built on
+a loaded 2-core CPU; a third to a half of it is gcc) and was dropped. Also measured and dropped:
+kernels on one thread (RMSprop: 9.0-11.8 ms against 6.5-7.5 on two). Not tried, because they would
+compile a graph for every layout of sizes or change results: static shapes (``dynamic=False``:
+one graph per chunk's size tuple), hyperparameters as tensors (the updates branch on some of them,
+``_hyper.is_nonzero``); skipping the guards would also run a stale graph after ``momentum`` moves
+off 0.
+
 The first compiled step costs what Inductor needs to generate and build the code, once per
-algorithm and chunk size: about 5 to 30 s for each of up to five graphs on a 2-core CPU (cached on
-disk by Inductor between processes). torch.compile needs a C++ compiler on the CPU and Triton on
-CUDA; without one, the first step says so.
+algorithm and chunk size: about 30 to 65 s for each graph on a loaded 2-core CPU (100 parameters:
+a graph of 32 and one of 4, about 95 s; cached on disk by Inductor between processes).
+torch.compile needs a C++ compiler on the CPU and Triton on CUDA; without one, the first step
+says so.
 """
 
 from __future__ import annotations
@@ -145,15 +194,16 @@ def _tensor_numbers(state: dict[str, Any], param: Tensor) -> None:
             state[key] = torch.tensor(value, dtype=param.dtype, device=param.device)
 
 
-#: Parameters per call of the compiled update. A call's overhead is mostly per tensor (about 8 us
-#: per parameter for RMSprop with prepared arguments), plus a few tens of microseconds per call:
-#: chunks of 32 took about 0.1 ms off a step of 100 small tensors (RMSprop, Lion; 4 calls instead
-#: of 7), while one chunk's graph takes longer to build the larger it is (RMSprop: 14 s for 16
-#: parameters, 63 s for 64, measured once each) and a call for the whole list unrolls it into one
-#: graph that takes minutes to build for 1000 tensors; one call per parameter made RMSprop's step
-#: 5x slower than eager. Chunks of this size (and 8, 4, 2, 1 for the rest) need at most five
-#: graphs, whatever the parameter count.
-CHUNK = 16
+#: Parameters per call of the compiled update. A call's overhead is part per tensor (about 8 us
+#: per parameter for RMSprop with prepared arguments and warm caches) and part per call, which on
+#: large parameters runs from the cold caches each kernel leaves (0.25-0.45 ms a call, see the
+#: module's docstring): chunks of 32 rather than 16 took 0.6-1.5 ms off a step of 10M parameters
+#: in 100 tensors (4 calls instead of 7). A chunk's graph takes longer to build the larger it is
+#: (RMSprop on a loaded 2-core CPU: 42 s for 16 parameters, 64 s for 32, 91-105 s for 100), and a
+#: call for the whole list unrolls it into one graph that takes minutes to build for 1000 tensors;
+#: one call per parameter made RMSprop's step 5x slower than eager. Chunks of this size (and 16,
+#: 8, 4, 2, 1 for the rest) need at most six graphs, whatever the parameter count.
+CHUNK = 32
 
 
 def chunk_sizes(count: int) -> list[int]:
