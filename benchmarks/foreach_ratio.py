@@ -14,8 +14,8 @@ the tensors (see ``optim/_tensor_list.py``). On a CPU, for tensors of a thousand
 costs about its operation count times the tensor count times a microsecond or two, whatever the
 arithmetic, so the operation counts say how far a method can come down.
 Quickprop is the exception: it keeps its two state buffers flat, concatenates the gradients
-(one ``torch.cat``, not counted) and computes its 21 operations on flat tensors, each one
-kernel call; two list operations remain.
+(one ``torch.cat``, not counted) and computes its 23 operations on cache-sized blocks of the flat
+tensors (``optim/_quickprop_flat.py``); two list operations remain.
 
 Usage::
 

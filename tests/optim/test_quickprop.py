@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from descentlab.optim import _quickprop_flat
 from descentlab.optim.quickprop import SPECS, Quickprop
 from tests.optim.naive_rprop_yogi_quickprop import (
     NaiveQuickprop,
@@ -194,11 +195,15 @@ def _branch_gradients(step: int, dtype: torch.dtype, overflow: bool) -> list[tor
     return [random, constant, zero, repeating, shrinking] + ([huge] if overflow else [])
 
 
+@pytest.mark.parametrize("block", [None, 7], ids=["one-block", "blocks-of-7"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("settings", list(SETTINGS.values()), ids=list(SETTINGS))
-def test_foreach_masks_equal_the_loops_comparisons(settings, dtype):
+def test_foreach_masks_equal_the_loops_comparisons(settings, dtype, block, monkeypatch):
     """foreach=True builds the step from masks made with sign and clamps (no comparison or
-    torch.where over lists): for finite gradients it equals the loop's step exactly."""
+    torch.where), on the flat gradients and state in blocks: for finite gradients it equals the
+    loop's step exactly, also when blocks end inside a parameter (blocks of 7 elements)."""
+    if block is not None:
+        monkeypatch.setattr(_quickprop_flat, "BLOCK", block)
     ends = []
     overflow = not settings.get("weight_decay")
     for foreach in (False, True):

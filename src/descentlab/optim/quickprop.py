@@ -20,6 +20,7 @@ from torch import Tensor
 from . import _hyper
 from ._base import Optimizer, speed_flags
 from ._hyper import Hyper
+from ._quickprop_flat import flat_step
 from ._state import advance, apply_weight_decay, step_counter
 from ._tensor_list import TensorList
 from .spec import Hyperparameter, Paper, Spec, StateBuffer
@@ -85,10 +86,7 @@ def update(
         shrink = growth / (1 + growth)
 
         if isinstance(param, TensorList):
-            flat_grad = _flat(grad)
-            prev_grad = _flat_state(state, "prev_grad", prev_grad)
-            prev_update = _flat_state(state, "prev_update", prev_update)
-            _step_flat(param, flat_grad, prev_grad, prev_update, lr, growth, shrink)
+            flat_step(state, param, grad, lr, growth, shrink)
             continue
         # Both quantities are products with d, so a zero previous step selects the capped
         # branch (mu * 0 = 0) and the gradient term: plain gradient descent.
@@ -104,100 +102,6 @@ def update(
         param.add_(step)
         prev_update.copy_(step)
         prev_grad.copy_(grad)
-
-
-def _step_flat(
-    params: TensorList, grad: Tensor, prev_grad: Tensor, prev_update: Tensor,
-    lr: float, growth: float, shrink: float,
-) -> None:  # fmt: skip
-    """The same step for a list of parameters, computed on flat tensors: the gradients
-    concatenated, and the state buffers kept flat (:func:`_flat_state`).
-
-    The step's tests and choices take 21 operations (Adam's step takes 8): as ``_foreach_``
-    operations each would pay a kernel call per tensor (3.2x the time of foreach Adam, measured
-    on 1000 tensors of 1000 floats with ``benchmarks/foreach_ratio.py``). On flat tensors each
-    is one kernel call, and the step goes back to the parameters with one list operation.
-
-    The flat computation avoids comparisons and ``torch.where``, which run on this CPU's boolean
-    tensors about ten times slower than float arithmetic: each test becomes a 0/1 mask built
-    from ``sign`` and a clamp, and each choice a product with a mask (``x * 1 = x`` and
-    ``y * 0 = 0`` exactly, so the choice is exact while the discarded value is finite). The
-    secant the loop discards may not be finite: where ``p = g`` (its denominator is made 1
-    first) and where it overflows (it is clamped to the finite range). So the result equals the
-    loop's bit for bit (``tests/optim/test_foreach.py`` and ``test_quickprop.py``) unless
-    ``mu * d`` or ``lr * g`` overflows, or a secant the loop takes does; a NaN gradient gives NaN
-    steps, by other branches (``sign`` reads NaN as 0).
-
-    The step is built negated, ``-q - [dg <= 0] * (-lr g)``, because ``sign`` and a clamp give
-    ``-[test]`` in one operation less than ``[test]``; negation is exact.
-    """
-    slope_product = prev_update * grad  # d g
-    # -[d g <= 0]: sign(d g) - 1 is -2, -1 or 0; clamped to -1 it is -1 where d g <= 0.
-    minus_with_gradient = slope_product.sign().sub_(1).clamp_min_(-1)
-    # -d (g - shrink p) = d (shrink p - g): negative exactly where the loop's test is positive.
-    minus_uncapped = (prev_grad * shrink).sub_(grad).mul_(prev_update)
-    minus_uncapped.sign_().clamp_max_(0)  # -[d (g - shrink p) > 0]
-    difference = prev_grad - grad
-    nonzero = difference.sign().abs_()  # [p != g] (for finite numbers, p - g = 0 iff p = g)
-    minus_uncapped.mul_(nonzero)  # -[not capped]
-    difference.sub_(nonzero.sub_(1))  # p - g, and 1 where p = g: a finite secant everywhere
-    secant = slope_product.div_(difference)
-    # A secant the loop discards may still overflow (d g does first when a run diverges):
-    # brought back to the largest finite number, it is finite and its product with 0 is 0.
-    largest = torch.finfo(grad.dtype).max
-    secant.clamp_(-largest, largest)
-    minus_step = secant.mul_(minus_uncapped)  # -secant where not capped, else 0
-    capped = minus_uncapped.add_(1)
-    minus_step.addcmul_(prev_update, capped, value=-growth)  # - mu d where capped
-    minus_step.addcmul_(grad, minus_with_gradient, value=-lr)  # - (-lr g) where d g <= 0
-    params.sub_(TensorList(_parts(minus_step, params.tensors)))
-    prev_update.copy_(minus_step.neg_())
-    prev_grad.copy_(grad)
-
-
-def _flat(tensors: TensorList) -> Tensor:
-    """The list's elements one after the other in one new 1-D tensor."""
-    return torch.cat([t if t.dim() == 1 else t.reshape(-1) for t in tensors.tensors])
-
-
-def _parts(flat: Tensor, like: list[Tensor]) -> list[Tensor]:
-    """Views of consecutive parts of ``flat``, shaped like the tensors ``like``."""
-    sizes = [tensor.numel() for tensor in like]
-    return [
-        part if part.shape == tensor.shape else part.view(tensor.shape)
-        for part, tensor in zip(flat.split_with_sizes(sizes), like, strict=True)
-    ]
-
-
-def _flat_state(state, key: str, buffers: TensorList) -> Tensor:
-    """The parameters' ``key`` buffers as one flat tensor whose consecutive parts they are.
-
-    The first foreach step (or the first after the buffers were replaced: a loaded state dict)
-    copies them into one new tensor and stores its parts as the parameters' buffers; every later
-    step finds them there and reads and writes the flat tensor in place, without a copy. Each
-    parameter's state entry is still its own tensor of its own shape (a view), so the state dict,
-    the single-tensor path and the inspector see what they always did.
-    """
-    flat = _consecutive_parts_of(buffers.tensors)
-    if flat is None:
-        flat = _flat(buffers)
-        state[key] = TensorList(_parts(flat, buffers.tensors))
-    return flat
-
-
-def _consecutive_parts_of(tensors: list[Tensor]) -> Tensor | None:
-    """The 1-D tensor whose consecutive contiguous parts ``tensors`` are, in order, or None."""
-    base = tensors[0]._base
-    if base is None or base.dim() != 1 or not base.is_contiguous():
-        return None
-    offset = base.storage_offset()
-    for tensor in tensors:
-        if tensor._base is not base or tensor.storage_offset() != offset:
-            return None
-        if not tensor.is_contiguous():
-            return None
-        offset += tensor.numel()
-    return base if offset == base.storage_offset() + base.numel() else None
 
 
 class Quickprop(Optimizer):
