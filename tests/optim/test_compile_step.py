@@ -71,11 +71,13 @@ def test_compiled_step_has_no_graph_breaks_and_no_recompiles(key):
 
 
 @pytest.mark.compile
-@pytest.mark.parametrize("key", ["adam", "radam"])
+@pytest.mark.parametrize("key", ["adam", "radam", "quickprop", "schedulefree_sgd"])
 def test_compiled_foreach_step_equals_eager(key):
     """foreach=True under torch.compile: the bucket's step count is read from its first counter
-    (the list of counters has no ``.to``; the count was ``float ** TensorList`` before). Graph
-    breaks are allowed: finding the buckets reads the counters with ``.item()``."""
+    (the list of counters has no ``.to``; the count was ``float ** TensorList`` before), and
+    Schedule-Free's 0-d bookkeeping reads as one value per bucket (it failed to trace before);
+    Quickprop's flat blocks compile too. Graph breaks are allowed: finding the buckets reads the
+    counters with ``.item()``."""
     eager, _ = _run(key, compiled=False, foreach=True)
     torch._dynamo.reset()
     compiled, _ = _run(key, compiled=True, foreach=True)

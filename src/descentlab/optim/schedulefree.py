@@ -41,6 +41,7 @@ from . import _hyper
 from ._base import Optimizer, speed_flags
 from ._hyper import Hyper
 from ._state import advance, count, step_counter
+from ._tensor_list import TensorList
 from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
 _PAPER = Paper(
@@ -78,6 +79,13 @@ def _in_dtype(value: Hyper, like: Tensor) -> Hyper:
     return value.to(like.dtype) if isinstance(value, Tensor) else value
 
 
+def _one(value: Any) -> Any:
+    """A bookkeeping entry as one value. On the foreach path, once torch.compile has made it a
+    0-d tensor, it reads as the list of its bucket's entries, which all hold one value (buckets
+    are formed by equal 0-d entries, ``_multi_tensor._bucket_key``): the first stands for all."""
+    return value.tensors[0] if isinstance(value, TensorList) else value
+
+
 def averaging_weight(state: dict[str, Any], lr: Hyper, r: Hyper, weight_lr_power: Hyper, like):
     """:math:`c_{t+1}`, the weight of the new ``z`` in the running average ``x``; updates ``state``.
 
@@ -85,7 +93,7 @@ def averaging_weight(state: dict[str, Any], lr: Hyper, r: Hyper, weight_lr_power
     steps taken during warmup count less than later ones.
     """
     step = count(state["step"])
-    previous = state["lr_max"]
+    previous = _one(state["lr_max"])
     if isinstance(lr, Tensor) or isinstance(previous, Tensor):
         lr_max = torch.maximum(
             torch.as_tensor(lr, dtype=like.dtype), torch.as_tensor(previous, dtype=like.dtype)
@@ -93,7 +101,7 @@ def averaging_weight(state: dict[str, Any], lr: Hyper, r: Hyper, weight_lr_power
     else:
         lr_max = max(lr, previous)
     weight = (step**r) * (lr_max**weight_lr_power)
-    weight_sum = state["weight_sum"] + weight
+    weight_sum = _one(state["weight_sum"]) + weight
     state["lr_max"] = _in_dtype(lr_max, like)
     state["weight_sum"] = _in_dtype(weight_sum, like)
     if isinstance(weight_sum, Tensor):
