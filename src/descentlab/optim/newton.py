@@ -196,39 +196,6 @@ def solve_steps(
     return [-(direction * fit(lr, direction, stack_dims)) for direction in directions]
 
 
-def newton_steps(
-    params: list[Tensor],
-    grads: list[Tensor],
-    states: list[dict[str, Any]],
-    *,
-    lr: Hyper,
-    damping: Hyper,
-    hessian: str,
-    hutchinson_samples: int,
-    stack_dims: int,
-) -> list[Tensor]:
-    """The Newton steps :math:`-\\eta (H + \\lambda I)^{-1} g` of one group, parameters untouched:
-    :func:`measure_curvature` then :func:`solve_steps`."""
-    curvature = measure_curvature(
-        params,
-        grads,
-        states,
-        hessian=hessian,
-        hutchinson_samples=hutchinson_samples,
-        stack_dims=stack_dims,
-    )
-    return solve_steps(
-        params,
-        grads,
-        states,
-        curvature,
-        lr=lr,
-        damping=damping,
-        hessian=hessian,
-        stack_dims=stack_dims,
-    )
-
-
 def update(
     params: list[Tensor],
     grads: list[Tensor],
@@ -240,15 +207,25 @@ def update(
     hutchinson_samples: int,
     stack_dims: int,
 ) -> None:
-    """One Newton step of one group, in place (``grads`` must carry their graph)."""
-    steps = newton_steps(
+    """One Newton step of one group, in place (``grads`` must carry their graph): the steps
+    :math:`-\\eta (H + \\lambda I)^{-1} g` from :func:`measure_curvature` then
+    :func:`solve_steps`."""
+    curvature = measure_curvature(
         params,
         grads,
         states,
+        hessian=hessian,
+        hutchinson_samples=hutchinson_samples,
+        stack_dims=stack_dims,
+    )
+    steps = solve_steps(
+        params,
+        grads,
+        states,
+        curvature,
         lr=lr,
         damping=damping,
         hessian=hessian,
-        hutchinson_samples=hutchinson_samples,
         stack_dims=stack_dims,
     )
     with torch.no_grad():
