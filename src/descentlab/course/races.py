@@ -383,7 +383,7 @@ class RaceService:
         Requests come in bursts: when a batch's answers go out, every waiting client sends its
         next request within a few milliseconds. Started on the first of them, a batch would hold
         only the few parsed by then, and the rest would wait a whole batch for the next: a batch
-        costs about the same whatever it holds, so that halves the throughput. A lone request
+        costs about the same whatever it holds, so that wastes most of a batch. A lone request
         waits one millisecond.
         """
         loop = asyncio.get_running_loop()
