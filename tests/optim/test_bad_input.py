@@ -101,3 +101,30 @@ def test_nonfinite_gradient_reaches_only_its_own_parameter(key):
     flat, alone_flat = poisoned.detach().view(-1), alone.detach().view(-1)
     assert not torch.isfinite(flat[0]) or flat[0] == 1.0
     assert torch.equal(flat[1:], alone_flat[1:]) or not torch.isfinite(flat).any()
+
+
+@pytest.mark.parametrize("key", ["sgd", "adam"])
+def test_a_sparse_gradient_after_dense_steps_is_refused(key):
+    """The step's fast gathering (every parameter with a gradient and state) checks layouts too."""
+    embedding = torch.nn.Embedding(5, 2)
+    optimizer = optim.create(key, embedding.parameters(), foreach=True)
+    embedding(torch.tensor([1, 3])).sum().backward()
+    optimizer.step()
+    embedding.weight.grad = embedding.weight.grad.to_sparse()
+    with pytest.raises(TypeError, match=r"does not support sparse gradients \(parameter 0\)"):
+        optimizer.step()
+
+
+def test_complex_parameters_are_refused_before_and_after_state_exists():
+    real, other = torch.ones(3, requires_grad=True), torch.ones(2, requires_grad=True)
+    optimizer = optim.Adam([real, other])
+    with pytest.raises(TypeError, match=r"complex parameters \(parameter 0\)"):
+        complex_param = torch.ones(3, dtype=torch.complex64, requires_grad=True)
+        complex_param.grad = torch.ones_like(complex_param)
+        optim.Adam([complex_param]).step()
+    real.grad, other.grad = torch.ones(3), torch.ones(2)
+    optimizer.step()
+    other.data = other.data.to(torch.complex64)
+    other.grad = torch.ones_like(other)
+    with pytest.raises(TypeError, match=r"complex parameters \(parameter 1\)"):
+        optimizer.step()

@@ -21,7 +21,9 @@ value; other parameters are untouched. Guard against it where it can happen with
 from __future__ import annotations
 
 import inspect
+import operator
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import Any, ClassVar
 
 import torch
@@ -32,6 +34,10 @@ from ._stack import fit, is_per_run, stack_shape
 
 #: Group entries that are settings of torch's implementation, not of the algorithm.
 TORCH_FLAGS = ("foreach", "capturable", "differentiable", "fused")
+
+_GRAD = operator.attrgetter("grad")
+_SPARSE = operator.attrgetter("is_sparse")
+_DTYPE = operator.attrgetter("dtype")
 
 
 def keyword_names(function: Callable[..., Any]) -> tuple[str, ...]:
@@ -182,20 +188,39 @@ class Optimizer(torch.optim.Optimizer):
     # -- stepping ----------------------------------------------------------------------------
 
     def _gather(self, group: dict[str, Any]) -> tuple[list[Tensor], list[Tensor], list[dict]]:
-        # Runs once per parameter and step: attribute reads only, state_of for new state only.
-        params, grads, states = [], [], []
+        """The group's parameters that have a gradient, their gradients and their states.
+
+        Runs at every step, so the common case (every parameter has a dense gradient and state)
+        is checked with C-level maps over the lists (on 1000 small tensors a per-parameter
+        Python loop cost a third of SGD's ``foreach`` step); anything else takes the loop below.
+        """
+        params = group["params"]
+        # torch.compile traces the loop (it cannot trace attrgetter); its guards replace the work.
+        grads = [] if torch.compiler.is_compiling() else list(map(_GRAD, params))
+        if (
+            grads
+            and all(map(operator.is_not, grads, repeat(None)))
+            and not any(map(_SPARSE, grads))
+        ):
+            # Tensor.__hash__ is Python code: the table's lookups go through dict.get.
+            states = list(map(self.state.get, params, repeat(None)))
+            if all(states):
+                if any(dtype.is_complex for dtype in set(map(_DTYPE, params))):
+                    self._refuse(group, next(p for p in params if p.is_complex()))
+                return list(params), grads, states
+        gathered: tuple[list[Tensor], list[Tensor], list[dict]] = ([], [], [])
         table = self.state
-        for param in group["params"]:
+        for param in params:
             grad = param.grad
             if grad is None:
                 continue
             if grad.is_sparse or param.is_complex():
                 self._refuse(group, param)
             state = table[param]
-            params.append(param)
-            grads.append(grad)
-            states.append(state if state else self.state_of(param, group))
-        return params, grads, states
+            gathered[0].append(param)
+            gathered[1].append(grad)
+            gathered[2].append(state if state else self.state_of(param, group))
+        return gathered
 
     def _refuse(self, group: dict[str, Any], param: Tensor) -> None:
         index = next(i for i, member in enumerate(group["params"]) if member is param)

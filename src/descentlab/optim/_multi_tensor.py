@@ -42,6 +42,11 @@ from torch import Tensor
 
 from ._tensor_list import StateList, TensorList
 
+# C-level readers for the per-step checks of the cache (a Python loop over 1000 parameters costs
+# a visible part of a small step).
+_DTYPE = operator.attrgetter("dtype")
+_VERSION = operator.attrgetter("_version")
+
 __all__ = [
     "BucketCache",
     "StateList",
@@ -108,14 +113,14 @@ def _read_entries(bucket: _Bucket, states: list[dict]) -> tuple[list, list] | No
     values, versions = [], []
     for key in bucket.scalar_keys:
         try:
-            entries = [states[index][key] for index in bucket.indices]
+            entries = list(map(operator.itemgetter(key), map(states.__getitem__, bucket.indices)))
         except KeyError:
             return None
         first = entries[0]
         if isinstance(first, Tensor):
             if first.dim() != 0:
                 return None
-            versions.append([entry._version for entry in entries])
+            versions.append(list(map(_VERSION, entries)))
         else:
             versions.append(None)
         values.append(entries)
@@ -147,15 +152,15 @@ class BucketCache:
         """The buckets of this step: the cached ones if still valid, else computed afresh."""
         if self.buckets is None or not self._still_valid(params, states):
             self.params, self.states = list(params), list(states)
-            self.dtypes = [param.dtype for param in params]
-            self.sizes = [len(state) for state in states]
+            self.dtypes = list(map(_DTYPE, params))
+            self.sizes = list(map(len, states))
             self.buckets = _find_buckets(params, grads, states)
         return self.buckets
 
     def _still_valid(self, params: list[Tensor], states: list[dict]) -> bool:
         if not (_same_objects(params, self.params) and _same_objects(states, self.states)):
             return False
-        if [param.dtype for param in params] != self.dtypes:
+        if list(map(_DTYPE, params)) != self.dtypes:
             return False
         if list(map(len, states)) != self.sizes:
             return False
@@ -180,7 +185,7 @@ class BucketCache:
                 self.buckets = None  # an entry changed kind: find the buckets again next step
                 return
             bucket.values, bucket.versions = now
-        self.sizes = [len(state) for state in states]
+        self.sizes = list(map(len, states))
 
 
 def multi_tensor_update(
