@@ -8,11 +8,13 @@ its own process only):
 
 * outside: ``optimizer.step()`` around the fused path (torch's step hooks, gathering the
   parameters, their gradients and states, the hyperparameters);
-* ours: ``_fused._CompiledStep`` (checking and re-pointing the cached chunks, writing back);
-* dynamo and AOT: the compiled function's frame (dynamo's guards, Python numbers made tensors,
-  AOT autograd's runtime wrapper: version counters of the mutated inputs);
-* Inductor's wrapper: ``CompiledFxGraph.__call__`` and the generated ``call`` (sizes read from
-  the inputs, the kernel's arguments);
+* ours: ``_fused._CompiledStep`` (checking and re-pointing the cached chunks, the chunk's
+  argument list, writing back);
+* dynamo and AOT: the frame of a chunk that ``torch.compile`` steps (dynamo's guards, Python
+  numbers made tensors, AOT autograd's runtime wrapper); zero where every chunk takes the direct
+  graph of ``_fused_graph``, which has no such layer;
+* Inductor's wrapper: the generated ``call`` (sizes read from the inputs, the kernel's arguments),
+  called directly by ``_fused_graph`` or through ``CompiledFxGraph.__call__``;
 * kernels: the generated C++ functions alone.
 
 With ``--evict`` a large copy runs after every kernel call (its time is not counted): a real
@@ -41,7 +43,7 @@ import torch._inductor.codecache as codecache
 import torch._inductor.output_code as output_code
 
 from descentlab import optim
-from descentlab.optim import _fused
+from descentlab.optim import _fused, _fused_graph
 
 LAYERS = ("outside", "ours", "dynamo and AOT", "Inductor's wrapper", "kernels")
 
@@ -50,7 +52,10 @@ class LayerClock:
     """Seconds spent inside each wrapped layer during one step (inclusive of inner layers)."""
 
     def __init__(self, evict_numel: int) -> None:
-        self.inside = {"step": 0.0, "ours": 0.0, "dynamo": 0.0, "inductor": 0.0, "kernels": 0.0}
+        self.inside = dict.fromkeys(
+            ("step", "ours", "dynamo", "inductor", "direct", "kernels"), 0.0
+        )
+        self.active: list[str] = []
         self.evicting = evict_numel > 0
         self.source = torch.randn(evict_numel) if self.evicting else None
         self.target = torch.empty_like(self.source) if self.evicting else None
@@ -61,15 +66,19 @@ class LayerClock:
 
     def wrap(self, function: Callable[..., Any], slot: str) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
+            self.active.append(slot)
             start = time.perf_counter()
-            result = function(*args, **kwargs)
-            self.inside[slot] += time.perf_counter() - start
+            try:
+                result = function(*args, **kwargs)
+            finally:
+                self.inside[slot] += time.perf_counter() - start
+                self.active.pop()
             if self.evicting and slot == "kernels":
                 evicted = time.perf_counter()
                 self.target.copy_(self.source)
                 # Not the step's time: take it off every layer that encloses this kernel.
                 spent = time.perf_counter() - evicted
-                for outer in ("step", "ours", "dynamo", "inductor"):
+                for outer in self.active:
                     self.inside[outer] -= spent
             return result
 
@@ -80,9 +89,9 @@ class LayerClock:
         inside = self.inside
         return [
             inside["step"] - inside["ours"],
-            inside["ours"] - inside["dynamo"],
+            inside["ours"] - inside["dynamo"] - inside["direct"],
             inside["dynamo"] - inside["inductor"],
-            inside["inductor"] - inside["kernels"],
+            inside["inductor"] + inside["direct"] - inside["kernels"],
             inside["kernels"],
         ]
 
@@ -96,6 +105,9 @@ def instrument(clock: LayerClock) -> None:
     output_code.CompiledFxGraph.__call__ = clock.wrap(
         output_code.CompiledFxGraph.__call__, "inductor"
     )
+    for graph in _fused_graph._GRAPHS.values():
+        if graph is not None:
+            graph.call = clock.wrap(graph.call, "direct")
     compiled, wrapped = _fused.compiled, {}
 
     def timed_compiled(update: Callable[..., None]) -> Callable[..., None]:

@@ -63,3 +63,23 @@ def tuned_values(key: str, count: int) -> dict[str, list[float]]:
         elif hyper.scale in ("linear", "log1m"):
             values[hyper.name] = hyper.grid(count)
     return values
+
+
+def reset_compiled_graphs() -> None:
+    """Zero the counts that :func:`compiled_graphs` reads (and forget the fused path's graphs)."""
+    import torch._dynamo.utils
+
+    from descentlab.optim import _fused_graph
+
+    torch._dynamo.utils.counters.clear()
+    _fused_graph.clear()
+
+
+def compiled_graphs() -> int:
+    """Graphs compiled since :func:`reset_compiled_graphs`: by torch.compile (dynamo's count) and
+    by the fused path's direct builds (``_fused_graph``)."""
+    import torch._dynamo.utils
+
+    from descentlab.optim import _fused_graph
+
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"] + _fused_graph.stats["graphs"]

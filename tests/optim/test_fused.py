@@ -9,7 +9,7 @@ import copy
 import pytest
 import torch
 import torch._dynamo.utils
-from harness import wavy_loss
+from harness import compiled_graphs, reset_compiled_graphs, wavy_loss
 
 import descentlab.optim as optim
 from descentlab.optim import _fused
@@ -74,10 +74,10 @@ def test_torch_state_dict_of_a_fused_run_resumes_ours():
 
 
 def test_default_path_compiles_nothing():
-    torch._dynamo.utils.counters.clear()
+    reset_compiled_graphs()
     for key in ("rmsprop", "yogi", "adam"):
         _train(lambda p, key=key: optim.create(key, p), 3)
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 0
+    assert compiled_graphs() == 0
 
 
 def test_missing_compiler_is_a_clear_error(monkeypatch):
@@ -106,10 +106,6 @@ COMPILED = [
 ]
 
 
-def _unique_graphs():
-    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
-
-
 @pytest.mark.compile
 @pytest.mark.parametrize(("key", "settings"), COMPILED, ids=[k for k, _ in COMPILED])
 def test_compiled_update_equals_eager_and_compiles_once(key, settings):
@@ -119,13 +115,13 @@ def test_compiled_update_equals_eager_and_compiles_once(key, settings):
         return lambda p: entry.factory(p, **{**entry.defaults, **settings}, fused=fused)
 
     eager, _ = _train(make(False), 100, schedule=True)
-    torch._dynamo.utils.counters.clear()
+    reset_compiled_graphs()
     graphs = {}
     params, _ = _train(
         make(True),
         100,
         schedule=True,
-        after_step=lambda step: graphs.setdefault(step, _unique_graphs()),
+        after_step=lambda step: graphs.setdefault(step, compiled_graphs()),
     )
     # Step 1 runs eagerly (it creates state), step 2 compiles one graph per chunk size (the three
     # parameters of three ranks: a chunk of 2 and one of 1, flattened), the rest reuse them while
@@ -153,9 +149,9 @@ def test_tensor_hyperparameters_compile_for_torch_kernel_algorithms():
         return stacked.detach()
 
     eager = run(False)
-    torch._dynamo.utils.counters.clear()
+    reset_compiled_graphs()
     fused = run(True)
-    assert _unique_graphs() == 1
+    assert compiled_graphs() == 1
     torch.testing.assert_close(fused, eager, rtol=1e-6, atol=1e-7)
 
 
@@ -178,13 +174,13 @@ def test_chunks_of_any_sizes_and_ranks_share_one_graph():
         )
 
     eager, _ = run(False, shapes, 1)
-    torch._dynamo.utils.counters.clear()
+    reset_compiled_graphs()
     fused, optimizer = run(True, shapes, 1)
     assert not fused[-1].is_contiguous()
-    assert _unique_graphs() == 2  # the chunk of eight, the transposed parameter
+    assert compiled_graphs() == 2  # the chunk of eight, the transposed parameter
     for a, b in zip(fused, eager, strict=True):
         assert ((a - b).abs().max() / b.abs().max()).item() < 1e-6
     for param in fused:
         assert optimizer.state[param]["exp_avg"].shape == param.shape
     run(True, [(6,)] * 8, 2)
-    assert _unique_graphs() == 2
+    assert compiled_graphs() == 2

@@ -14,7 +14,7 @@ import weakref
 import pytest
 import torch
 import torch._dynamo.utils
-from harness import wavy_loss
+from harness import compiled_graphs, reset_compiled_graphs, wavy_loss
 
 import descentlab.optim as optim
 from descentlab.optim import _fused
@@ -185,9 +185,9 @@ def test_new_gradients_every_step_build_once_and_compile_once(builds):
     graphs = {}
 
     def count_graphs(step, params, optimizer):
-        graphs[step] = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+        graphs[step] = compiled_graphs()
 
-    torch._dynamo.utils.counters.clear()
+    reset_compiled_graphs()
     fused, _ = _run(True, between=count_graphs)
     assert len(builds) == 1
     assert graphs[24] == graphs[2], "recompiled after the first compiled step"

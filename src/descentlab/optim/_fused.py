@@ -6,88 +6,53 @@ Two sources of kernels, chosen per group:
   ``_fused_adagrad_``) where torch has the algorithm and the hyperparameters are Python numbers:
   the class names the kernel in ``fused_kernel``; the results are torch's ``fused=True`` results.
 * for every other elementwise algorithm (and for those four with tensor hyperparameters) the
-  algorithm's own functional update compiled by ``torch.compile`` (Inductor: C++ on the CPU,
-  Triton on CUDA), which fuses the update's passes over memory into one loop per parameter.
+  algorithm's own functional update compiled by Inductor (C++ on the CPU, Triton on CUDA), which
+  fuses the update's passes over memory into one loop per parameter.
 
 The compiled update is called on chunks of up to ``CHUNK`` parameters (32; the rest in chunks of
 16, 8, 4, 2 and 1), each parameter, gradient and parameter-shaped buffer given as a 1-D alias of
-its memory, with dynamic sizes: so one graph serves parameters of every size and rank, and a group
-needs at most six graphs, however many parameters it has (a non-contiguous parameter, or a group
-with per-run tensor hyperparameters, is called in its own shape). What changes from step to step
-is given as tensors or unspecialized numbers, so later steps reuse the graphs: the step count (see
-``_state.count``), ``lr`` (a 0-d float64 tensor, so that learning-rate schedulers do not recompile
-it) and every Python-number entry of the state (turned into a 0-d tensor once). Flags (``amsgrad``,
-``maximize``) are constants of the graph: changing them compiles again. A group's first step runs
-eagerly, because that step creates state (SGD's momentum buffer) and would otherwise change the
-layout. The per-step factors (``1 - beta2 ** step`` ...) are computed once per call, before the
-loops (see ``REALIZE_OPCOUNT_THRESHOLD``). The results equal the eager update's to float32
-rounding (the compiled code computes the scalar factors in float64 and may reorder or fuse
-multiplications).
+its memory, with symbolic sizes: so one graph serves parameters of every size and rank, and a
+group needs at most six graphs, however many parameters it has. What changes from step to step
+is given as tensors, so later steps reuse the graphs: the step count (see ``_state.count``),
+``lr`` (a 0-d float64 tensor, so that learning-rate schedulers do not recompile it) and every
+Python-number entry of the state (turned into a 0-d tensor once). The other hyperparameters and
+flags (``amsgrad``, ``maximize``) are constants of the graph: changing them compiles again. A
+group's first step runs eagerly, because that step creates state (SGD's momentum buffer) and
+would otherwise change the layout. The per-step factors (``1 - beta2 ** step`` ...) are computed
+once per call, before the loops (see ``REALIZE_OPCOUNT_THRESHOLD``). The results equal the eager
+update's to float32 rounding (the compiled code computes the scalar factors in float64 and may
+reorder or fuse multiplications).
 
-Per call, torch.compile's wrappers (dynamo's guards, the sizes it reads from each input, AOT
-autograd's and Inductor's wrappers) cost a few microseconds per tensor: on small tensors the
-step is that overhead. So the aliases and argument lists of each chunk are built once and kept
-with the group between steps (``_fused_arguments.ChunkCache``: rebuilt when a parameter loses its
-gradient, after ``load_state_dict``, when state is written from outside; a new gradient only
-re-points its alias), ``use_duck_shape`` is patched once per step rather than per call, and
-Inductor's size asserts (checks of each input's size and stride that the guards have already
-made) are left out of the generated code (``size_asserts``). Skipping dynamo's guards once the
-chunks are known valid (``torch.compiler.set_stance(skip_guard_eval_unsafe=True)``) and Inductor's
-C++ wrapper (``cpp_wrapper``) were measured too and saved nothing (the latter cost more).
+Two layers keep the Python per step small, because on small tensors a step is that Python:
 
-Where a step's time goes (issue 13; ``benchmarks/fused_split.py`` times each layer from inside;
-10M float32 parameters in 100 tensors, 2 threads, RMSprop and Lion, on a shared 2-core VM):
+* the aliases and argument lists of each chunk are built once and kept with the group between
+  steps (``_fused_arguments.ChunkCache``: rebuilt when a parameter loses its gradient, after
+  ``load_state_dict``, when state is written from outside; a new gradient only re-points its
+  alias);
+* a chunk's graph is traced once and compiled by Inductor directly, then called without
+  torch.compile's per-call layers (dynamo's guards and AOT autograd's runtime wrapper), which the
+  chunk cache makes redundant (``_fused_graph``). A chunk that path cannot serve (a group with
+  per-run tensor hyperparameters, a non-contiguous parameter, which step in their own shapes) goes
+  through ``torch.compile`` (``compiled``), with dynamic sizes.
 
-* The generated code (``TORCH_LOGS=output_code``) is what the floor assumes: one C++ function per
-  chunk, one OpenMP parallel region, and for each parameter one AVX-512 loop (16 floats a vector,
-  a masked tail) that reads the gradient, the parameter and each buffer once and stores the
-  parameter and buffers in place: no ``copy_`` pass for the mutated inputs, no recomputation, the
-  per-step factors hoisted. Each parameter's loop is an ``omp for`` and each step counter's
-  increment an ``omp single``, both ending in a barrier; Inductor's CPU code generator has no
-  switch for ``nowait`` and its combo kernels are Triton's, so that is as fused as it gets.
-* The kernels alone run at about the floor: at best 4.6 ms against a 4.7 ms floor (Lion) and
-  5.4 against 6.7 (RMSprop), kernel medians 0.8-1.4x the floor depending on the neighbours' load
-  (the copy that sets the floor moves its bytes with a write-allocate read on top, the in-place
-  update does not, which is how a kernel can come in under it).
-* Everything above the kernels is Python, and at this size it runs from cold caches (each call's
-  kernel streams some 30 MB through them): 3.3-3.8 ms a step with chunks of 16 (dynamo's guards
-  and AOT's wrapper 2.2-2.5 ms, ours and the optimizer's step 0.9, Inductor's wrapper 0.25), where
-  the same layers take 0.97 ms with warm caches (100 tensors of 16 floats: 0.61 + 0.28 + 0.06).
-  With a cache eviction after every kernel, 100 tiny tensors cost 5.2 ms (median; 2.9 fastest)
-  in chunks of 16 (7 calls), 3.7 (2.3) in chunks of 32 (4 calls) and 2.6 (1.4) in one call: about
-  0.25-0.45 ms a call, the rest per tensor (guards of each tensor's size in Python, its state).
-* With 2 threads on 2 cores shared with other work, every OpenMP barrier waits for a thread that
-  may have been descheduled: runs where a neighbour took a core gave fused steps of 0.4-0.8 s
-  (and the eager Lion step, with hundreds of parallel regions, 2.9 s) where the floor's one copy
-  stayed in milliseconds. Medians on such a machine measure the neighbours; compare fastest steps.
-* Whether a loop is shared among the threads is decided when its graph is built, from the sizes
-  of that first call (under ``cpp.min_chunk_size``, 512 floats a thread, it stays serial: seen in
-  the generated code for chunks of 1000-float parameters), and the graph serves every later size
-  (its guards ask only for sizes of at least 2): a chunk size whose graph was first built on small
-  parameters steps large ones on one thread (RMSprop, 36 parameters of 1000 floats, then 36 of
-  100 000 in the same process: the same 2 graphs, no parallel region, 2.8-3.3 ms a step against
-  2.5 with graphs built on large ones, one run each). Inductor's disk cache keeps a graph with the
-  sizes of the process that built it first. Not changed here.
+The generated code (``TORCH_LOGS=output_code``) is what the floor assumes: one C++ function per
+chunk, one OpenMP parallel region, and for each parameter one vectorized loop that reads the
+gradient, the parameter and each buffer once and stores the parameter and buffers in place (no
+``copy_`` pass for the mutated inputs), the per-step factors hoisted. The floor of
+``benchmarks/step_speed.py`` is the step's bytes over the bandwidth of a large ``copy_``, which
+moves its bytes with a write-allocate read on top; an in-place update does not, which is how a
+fused step can come in under it. ``benchmarks/fused_split.py`` times each layer of a step.
 
-So the gap to the floor is the per-call and per-tensor Python above the kernels, not the kernels:
-chunks of 32 make 4 calls of the 7 (kept: in one process, 10M parameters, 2 threads, 30 rounds
-round-robin, the median step went 8.34 -> 7.96 ms for Lion, 9.90 -> 8.81 for RMSprop, 10.54 ->
-9.75 for AdaBelief; ``fused_split.py`` then gave 2.5-2.9 ms above the kernels, dynamo and AOT
-1.5-1.8 of it, and kernels of 6.5-6.7 ms against floors of 4.9-6.3 in its runs); one call for the
-whole group would take about 1 ms more off but compiles a graph per group that grows by about 1 s
-a parameter (RMSprop: 31 s for a graph of 4, 42 s for 16, 64 s for 32, 91-105 s for 100, built on
-a loaded 2-core CPU; a third to a half of it is gcc) and was dropped. Also measured and dropped:
-kernels on one thread (RMSprop: 9.0-11.8 ms against 6.5-7.5 on two). Not tried, because they would
-compile a graph for every layout of sizes or change results: static shapes (``dynamic=False``:
-one graph per chunk's size tuple), hyperparameters as tensors (the updates branch on some of them,
-``_hyper.is_nonzero``); skipping the guards would also run a stale graph after ``momentum`` moves
-off 0.
+Whether a loop is shared among the threads is decided when its graph is built, from the sizes of
+that first call (under ``cpp.min_chunk_size``, 512 floats a thread, it stays serial), and the
+graph serves every later size: a chunk size whose graph was first built on small parameters
+steps large ones on one thread. Inductor's disk cache keeps a graph with the sizes of the
+process that built it first. Not changed here.
 
 The first compiled step costs what Inductor needs to generate and build the code, once per
-algorithm and chunk size: about 30 to 65 s for each graph on a loaded 2-core CPU (100 parameters:
-a graph of 32 and one of 4, about 95 s; cached on disk by Inductor between processes).
-torch.compile needs a C++ compiler on the CPU and Triton on CUDA; without one, the first step
-says so.
+algorithm, chunk size and set of constants: seconds per graph (``step_speed.py`` prints the
+slowest warm-up step; cached on disk by Inductor between processes). It needs a C++ compiler on
+the CPU and Triton on CUDA; without one, the first step says so.
 """
 
 from __future__ import annotations
@@ -100,6 +65,7 @@ import torch.fx.experimental._config
 from torch import Tensor
 from torch.utils.weak import WeakIdKeyDictionary
 
+from . import _fused_graph
 from ._fused_arguments import ChunkCache
 from ._multi_tensor import has_tensor_hyperparameter
 
@@ -176,11 +142,15 @@ class _CompiledStep:
             step([params[index]], [grads[index]], [states[index]], **hyperparameters)
         if not chunks:
             return
-        # Without duck shaping, parameters of equal size get sizes of their own in the graph
-        # rather than one shared (and guarded: a chunk of other sizes would compile again).
-        with torch.fx.experimental._config.patch(use_duck_shape=False):
-            for chunk in chunks:
-                step(chunk.params, chunk.grads, chunk.states, **hyperparameters)
+        left = [
+            chunk for chunk in chunks if not _fused_graph.run(self.update, chunk, hyperparameters)
+        ]
+        if left:
+            # Without duck shaping, parameters of equal size get sizes of their own in the graph
+            # rather than one shared (and guarded: a chunk of other sizes would compile again).
+            with torch.fx.experimental._config.patch(use_duck_shape=False):
+                for chunk in left:
+                    step(chunk.params, chunk.grads, chunk.states, **hyperparameters)
         for chunk in chunks:
             for member in chunk.members:
                 member.write_back()
@@ -194,15 +164,10 @@ def _tensor_numbers(state: dict[str, Any], param: Tensor) -> None:
             state[key] = torch.tensor(value, dtype=param.dtype, device=param.device)
 
 
-#: Parameters per call of the compiled update. A call's overhead is part per tensor (about 8 us
-#: per parameter for RMSprop with prepared arguments and warm caches) and part per call, which on
-#: large parameters runs from the cold caches each kernel leaves (0.25-0.45 ms a call, see the
-#: module's docstring): chunks of 32 rather than 16 took 0.6-1.5 ms off a step of 10M parameters
-#: in 100 tensors (4 calls instead of 7). A chunk's graph takes longer to build the larger it is
-#: (RMSprop on a loaded 2-core CPU: 42 s for 16 parameters, 64 s for 32, 91-105 s for 100), and a
-#: call for the whole list unrolls it into one graph that takes minutes to build for 1000 tensors;
-#: one call per parameter made RMSprop's step 5x slower than eager. Chunks of this size (and 16,
-#: 8, 4, 2, 1 for the rest) need at most six graphs, whatever the parameter count.
+#: Parameters per call of the compiled update. Fewer calls cost less Python per step, and a
+#: larger chunk's graph takes longer to build (a call for the whole list unrolls it into one graph
+#: that grows with the parameter count); chunks of this size (and 16, 8, 4, 2, 1 for the rest)
+#: need at most six graphs, whatever the parameter count.
 CHUNK = 32
 
 
@@ -236,8 +201,8 @@ def _is_new(state: dict[str, Any]) -> bool:
 REALIZE_OPCOUNT_THRESHOLD = 2
 
 #: Inductor's options for the compiled update: the threshold above, and no ``assert_size_stride``
-#: of every input at every call (dynamo's guards check sizes and strides already; leaving them
-#: out took about 2 us per parameter off a step, measured on 100 small tensors).
+#: of every input at every call (the chunk cache, and dynamo's guards where torch.compile steps,
+#: check sizes and strides already).
 INDUCTOR_OPTIONS = {"realize_opcount_threshold": REALIZE_OPCOUNT_THRESHOLD, "size_asserts": False}
 
 

@@ -145,13 +145,15 @@ def flat_member(param: Tensor, grad: Tensor, state: dict[str, Any]) -> Member | 
 class Chunk:
     """The arguments of one call of the compiled update."""
 
-    __slots__ = ("grads", "members", "params", "states")
+    __slots__ = ("grads", "members", "params", "runner", "states")
 
     def __init__(self, members: list[Member]) -> None:
         self.members = members
         self.params = [member.flat_param for member in members]
         self.grads = [member.flat_grad for member in members]
         self.states = [member.flat_state for member in members]
+        #: The compiled graph that steps this chunk and its argument list (``_fused_graph``).
+        self.runner: Any = None
 
 
 class ChunkCache:

@@ -91,7 +91,7 @@ def update(
         # Both quantities are products with d, so a zero previous step selects the capped
         # branch (mu * 0 = 0) and the gradient term: plain gradient descent.
         capped = prev_update * (grad - prev_grad * shrink) <= 0
-        capped |= prev_grad == grad
+        capped.logical_or_(prev_grad == grad)  # not |=: functionalization cannot trace __ior__
         slope_product = prev_update * grad
         with_gradient = slope_product <= 0
 

@@ -1,0 +1,299 @@
+"""A chunk's compiled update called without torch.compile's per-call layers (see ``_fused``).
+
+``torch.compile`` wraps the code Inductor generates in dynamo's guards and AOT autograd's runtime
+wrapper, which cost about 70 us per call on small tensors and more on large ones, whose kernels
+leave the caches cold: on 10M parameters in 100 tensors that was a third of a fused RMSprop
+step. A chunk's arguments do not change between steps except through what ``ChunkCache.reuse``
+already checks (the same aliases, state entries and memory), so the guards check nothing new.
+This module therefore traces the update over a chunk once, with ``make_fx`` (functionalized: the
+in-place updates become ``copy_`` into the inputs, which Inductor stores in place), compiles the
+graph with Inductor's ``compile_fx_inner`` and calls the generated code directly, with one list
+of the chunk's tensors.
+
+What a graph assumes is its key: the algorithm, the hyperparameters that are Python values (they
+are constants of the graph; ``lr`` and tensor hyperparameters are inputs), and for every tensor
+its dtype, device and rank, and which of its sizes are 0 or 1 (the symbolic trace specializes
+those). Sizes are otherwise symbolic, without duck shaping, so one graph serves every chunk of
+that structure. The trace relates only a parameter's own sizes (its gradient and buffers have its
+size, which ``_fused_arguments`` guarantees).
+
+Entries the update assigns instead of changing in place (Schedule-Free's ``lr_max``) are outputs
+of the graph, put into the chunk's state dicts after each call (``write_back`` takes them from
+there). An update that assigns a non-tensor, deletes an entry or cannot be traced this way is
+left to torch.compile (``None`` in the cache), as is every chunk when these private entry points
+of torch are missing; both give the same results, the latter slower.
+
+The first build of a graph costs what Inductor takes to generate and compile it (on a 2-core CPU
+about 12 s for a chunk of 32 parameters, against 30-65 s through torch.compile, which also runs
+dynamo and AOT autograd); Inductor caches the code on disk between processes.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+import torch.fx.experimental._config
+from torch import Tensor
+
+#: Graph keys whose builds are kept: beyond this many sets of constants for one algorithm and
+#: structure (a scheduler moving ``momentum`` or ``betas``), chunks fall back to torch.compile,
+#: whose own recompile limit then returns them to eager steps.
+MAX_CONSTANT_SETS = 8
+
+_GRAPHS: dict[tuple, _Graph | None] = {}
+_CONSTANT_SETS: dict[tuple, set[tuple]] = {}
+#: Graphs built ("graphs") and keys left to torch.compile ("declined"), for tests and benchmarks.
+stats: Counter[str] = Counter()
+
+
+def clear() -> None:
+    """Forget every built graph (chunks that hold one keep it) and the counts in ``stats``."""
+    _GRAPHS.clear()
+    _CONSTANT_SETS.clear()
+    stats.clear()
+
+
+class _Unsupported(Exception):
+    """The update does something the direct graph cannot carry (then torch.compile steps)."""
+
+
+def _tensor_key(tensor: Tensor) -> tuple:
+    return (tensor.dtype, tensor.device, tuple(min(size, 2) for size in tensor.shape))
+
+
+def _hyperparameter_layout(hyperparameters: dict[str, Any]) -> tuple[tuple, list[Tensor]]:
+    """The hyperparameters' part of a graph key, and their tensors (the graph's last inputs)."""
+    key, tensors = [], []
+    for name in sorted(hyperparameters):
+        value = hyperparameters[name]
+        if isinstance(value, tuple | list):
+            parts = []
+            for part in value:
+                if isinstance(part, Tensor):
+                    parts.append(("tensor", _tensor_key(part)))
+                    tensors.append(part)
+                else:
+                    parts.append(("value", part))
+            key.append((name, type(value).__name__, tuple(parts)))
+        elif isinstance(value, Tensor):
+            key.append((name, "tensor", _tensor_key(value)))
+            tensors.append(value)
+        else:
+            key.append((name, "value", value))
+    return tuple(key), tensors
+
+
+def _state_layout(flat_state: dict[str, Any]) -> tuple:
+    return tuple(
+        (name, "tensor", _tensor_key(value))
+        if isinstance(value, Tensor)
+        else (name, "value", value)
+        for name, value in flat_state.items()
+    )
+
+
+class _Graph:
+    """One compiled graph: call it with the chunk's input list; it returns the assigned entries."""
+
+    __slots__ = ("call", "slots")
+
+    def __init__(self, call: Callable[[list], Any], slots: list[tuple[int, str]]) -> None:
+        self.call = call
+        #: (member, state key) of each output: the entries the update assigned.
+        self.slots = slots
+
+
+class ChunkRunner:
+    """A chunk's graph and argument list for one set of hyperparameter constants."""
+
+    __slots__ = ("arguments", "graph", "hyper_key", "positions")
+
+    def __init__(self, graph: _Graph, arguments: list[Tensor], hyper_key: tuple, positions: dict):
+        self.graph = graph
+        self.arguments = arguments
+        self.hyper_key = hyper_key
+        #: Where each (member, state key) of the outputs sits in ``arguments``.
+        self.positions = positions
+
+
+def run(update: Callable[..., None], chunk: Any, hyperparameters: dict[str, Any]) -> bool:
+    """Step ``chunk`` (a ``_fused_arguments.Chunk``) through its direct graph; False where the
+    direct path does not serve it (the caller then steps it through torch.compile)."""
+    hyper_key, hyper_tensors = _hyperparameter_layout(hyperparameters)
+    runner = chunk.runner
+    if runner is None or runner.hyper_key != hyper_key:
+        runner = chunk.runner = _runner(update, chunk, hyperparameters, hyper_key)
+        if runner is None:
+            return False
+    arguments = runner.arguments
+    outputs = runner.graph.call([*arguments, *hyper_tensors])
+    if runner.graph.slots:
+        states = chunk.states
+        for (member, name), value in zip(runner.graph.slots, outputs, strict=True):
+            states[member][name] = value
+            arguments[runner.positions[member, name]] = value
+    return True
+
+
+def _runner(
+    update: Callable[..., None], chunk: Any, hyperparameters: dict[str, Any], hyper_key: tuple
+) -> ChunkRunner | None:
+    layouts = tuple(_state_layout(state) for state in chunk.states)
+    structure = (
+        update,
+        tuple(_tensor_key(param) for param in chunk.params),
+        tuple(_tensor_key(grad) for grad in chunk.grads),
+        layouts,
+    )
+    key = (*structure, hyper_key)
+    if key not in _GRAPHS:
+        seen = _CONSTANT_SETS.setdefault(structure, set())
+        if len(seen) >= MAX_CONSTANT_SETS:
+            return None
+        seen.add(hyper_key)
+        _GRAPHS[key] = _build(update, chunk, hyperparameters)
+    graph = _GRAPHS[key]
+    if graph is None:
+        return None
+    arguments = [*chunk.params, *chunk.grads]
+    positions = {}
+    for member, state in enumerate(chunk.states):
+        for name, value in state.items():
+            if isinstance(value, Tensor):
+                positions[member, name] = len(arguments)
+                arguments.append(value)
+    return ChunkRunner(graph, arguments, hyper_key, positions)
+
+
+def _build(
+    update: Callable[..., None], chunk: Any, hyperparameters: dict[str, Any]
+) -> _Graph | None:
+    try:
+        graph = _trace_and_compile(update, chunk, hyperparameters)
+    except _Unsupported:
+        stats["declined"] += 1
+        return None
+    except Exception as error:  # private entry points of torch: a missing or changed one
+        warnings.warn(
+            f"fused=True: compiling {update.__qualname__} without torch.compile's wrappers failed "
+            f"({type(error).__name__}: {error}); stepping through torch.compile instead",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        stats["declined"] += 1
+        return None
+    stats["graphs"] += 1
+    return graph
+
+
+def _trace_and_compile(
+    update: Callable[..., None], chunk: Any, hyperparameters: dict[str, Any]
+) -> _Graph:
+    graph, slots = trace(update, chunk, hyperparameters)
+    return _Graph(_compile(graph), slots)
+
+
+def _compile(graph: torch.fx.GraphModule) -> Callable[[list], Any]:
+    """Inductor's code for ``graph``: a function of one list of inputs (which it empties)."""
+    from torch._guards import TracingContext, detect_fake_mode, tracing
+    from torch._inductor import config as inductor_config
+    from torch._inductor.compile_fx import compile_fx_inner
+
+    from ._fused import INDUCTOR_OPTIONS
+
+    fake_inputs = [node.meta["val"] for node in graph.graph.nodes if node.op == "placeholder"]
+    context = TracingContext(detect_fake_mode(fake_inputs))
+    with tracing(context), inductor_config.patch(INDUCTOR_OPTIONS):
+        compiled = compile_fx_inner(graph, fake_inputs, is_inference=True)
+    call = compiled.current_callable
+    if call is None:
+        raise RuntimeError("Inductor returned no callable")
+    return call
+
+
+def trace(
+    update: Callable[..., None], chunk: Any, hyperparameters: dict[str, Any]
+) -> tuple[torch.fx.GraphModule, list[tuple[int, str]]]:
+    """The functional graph of ``update`` over ``chunk`` (symbolic sizes, Inductor's
+    decompositions applied) and the (member, state key) of each of its outputs; raises
+    ``_Unsupported`` where the update assigns a non-tensor or adds or deletes entries."""
+    from torch._inductor.decomposition import select_decomp_table
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    count = len(chunk.params)
+    layouts = [list(state.items()) for state in chunk.states]
+    slots: list[tuple[int, str]] = []
+
+    def step(*inputs: Tensor) -> tuple[Tensor, ...]:
+        stream = iter(inputs)
+        params = [next(stream) for _ in range(count)]
+        grads = [next(stream) for _ in range(count)]
+        states = [
+            {name: next(stream) if isinstance(value, Tensor) else value for name, value in layout}
+            for layout in layouts
+        ]
+        handed = [dict(state) for state in states]
+        update(params, grads, states, **_with_tensors(hyperparameters, stream))
+        slots.clear()
+        outputs = []
+        for member, (state, before) in enumerate(zip(states, handed, strict=True)):
+            if state.keys() != before.keys():
+                raise _Unsupported("the update adds or deletes state entries")
+            for name, value in state.items():
+                if value is before[name]:
+                    continue
+                if not isinstance(value, Tensor):
+                    raise _Unsupported(f"the update assigns a non-tensor to {name!r}")
+                slots.append((member, name))
+                outputs.append(value)
+        return tuple(outputs)
+
+    _, hyper_tensors = _hyperparameter_layout(hyperparameters)
+    inputs = [*chunk.params, *chunk.grads]
+    inputs += [
+        value for state in chunk.states for value in state.values() if isinstance(value, Tensor)
+    ]
+    inputs += hyper_tensors
+    # Trace on copies: tracing runs the update's Python on fake tensors, which do not write, but
+    # keep the real ones out of it all the same.
+    inputs = [tensor.detach().clone() for tensor in inputs]
+    functional = torch.func.functionalize(step, remove="mutations_and_views")
+    with (
+        torch.no_grad(),
+        _compiling(),
+        torch.fx.experimental._config.patch(use_duck_shape=False),
+    ):
+        # Inductor's decompositions, as AOT autograd applies them before Inductor sees a graph.
+        graph = make_fx(functional, select_decomp_table(), tracing_mode="symbolic")(*inputs)
+    return graph, list(slots)
+
+
+def _with_tensors(hyperparameters: dict[str, Any], stream: Iterator[Tensor]) -> dict[str, Any]:
+    """``hyperparameters`` with each tensor replaced by the next traced input (sorted order, as
+    ``_hyperparameter_layout`` lists them)."""
+    rebuilt = {}
+    for name in sorted(hyperparameters):
+        value = hyperparameters[name]
+        if isinstance(value, tuple | list):
+            value = type(value)(next(stream) if isinstance(p, Tensor) else p for p in value)
+        elif isinstance(value, Tensor):
+            value = next(stream)
+        rebuilt[name] = value
+    return rebuilt
+
+
+class _compiling:
+    """While tracing, ``torch.compiler.is_compiling()`` is True, as under torch.compile and in
+    torch.export's non-strict tracing: the updates then keep step counts as tensors and skip
+    their eager-only checks (``_state.count``)."""
+
+    def __enter__(self) -> None:
+        self.before = torch.compiler._is_compiling_flag
+        torch.compiler._is_compiling_flag = True
+
+    def __exit__(self, *exc: object) -> None:
+        torch.compiler._is_compiling_flag = self.before

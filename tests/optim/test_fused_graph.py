@@ -1,0 +1,127 @@
+"""The fused path's direct graphs (``_fused_graph``): every elementwise update, traced over a chunk
+and run as that graph, steps as the eager update does, with the entries it assigns carried back
+into the state. Inductor is left out here (the graph runs as traced, so every key and variant
+fits in seconds); tests/optim/test_fused.py compiles a representative few."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from harness import compiled_graphs, reset_compiled_graphs, wavy_loss
+from test_foreach import CASES
+
+import descentlab.optim as optim
+from descentlab.optim import _fused, _fused_graph
+
+SHAPES = [(3, 4), (5,), (2, 1, 3), (1,)]
+
+
+@pytest.fixture
+def uncompiled(monkeypatch):
+    """Direct graphs run as traced, forgotten before and after the test (so that no other test
+    takes one of these for Inductor's)."""
+    monkeypatch.setattr(_fused_graph, "_compile", lambda graph: lambda inputs: graph(*inputs))
+    reset_compiled_graphs()
+    yield
+    _fused_graph.clear()
+
+
+def _train(key, settings, fused, steps=15):
+    entry = optim.spec(key)
+    generator = torch.Generator().manual_seed(3)
+    params = [(torch.rand(s, generator=generator) * 2 - 1).requires_grad_() for s in SHAPES]
+    values = {**entry.defaults, **settings}
+    if getattr(entry.factory, "fused_kernel", None) is not None:
+        values["lr"] = torch.tensor(values["lr"])  # not torch's kernel: the compiled update
+    optimizer = entry.factory(params, **values, fused=fused)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 4, 0.7)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = sum(wavy_loss(p.reshape(-1)) for p in params)
+        loss.backward()
+        return loss
+
+    for _ in range(steps):
+        optimizer.step(closure)  # irprop+ compares losses
+        scheduler.step()
+    return params, optimizer
+
+
+@pytest.mark.parametrize(("key", "settings"), CASES, ids=[f"{k}-{s}" for k, s in CASES])
+def test_the_traced_update_steps_as_the_eager_one(key, settings, uncompiled):
+    eager, eager_optimizer = _train(key, settings, fused=False)
+    reset_compiled_graphs()
+    fused, optimizer = _train(key, settings, fused=True)
+    # Four parameters: one chunk of four, one graph; nothing left to torch.compile.
+    assert _fused.chunk_sizes(len(SHAPES)) == [4]
+    assert _fused_graph.stats == {"graphs": 1}
+    assert compiled_graphs() == 1
+    for a, b in zip(fused, eager, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    for a, b in zip(fused, eager, strict=True):
+        ours, theirs = optimizer.state[a], eager_optimizer.state[b]
+        assert ours.keys() == theirs.keys()
+        for name, value in theirs.items():
+            if isinstance(value, torch.Tensor):
+                assert ours[name].shape == value.shape, name
+                torch.testing.assert_close(ours[name].float(), value.float(), rtol=1e-5, atol=1e-6)
+
+
+def test_assigned_entries_reach_the_state_at_every_step(uncompiled):
+    """Schedule-Free assigns ``lr_max`` and ``weight_sum`` (0-d) each step: graph outputs."""
+    _, optimizer = _train("schedulefree_adamw", {"warmup_steps": 3}, fused=True, steps=6)
+    _, eager = _train("schedulefree_adamw", {"warmup_steps": 3}, fused=False, steps=6)
+    for ours, theirs in zip(optimizer.state.values(), eager.state.values(), strict=True):
+        for name in ("lr_max", "weight_sum"):
+            torch.testing.assert_close(
+                torch.as_tensor(ours[name]).double(), torch.as_tensor(theirs[name]).double()
+            )
+
+
+def test_new_constants_build_new_graphs_up_to_a_limit(uncompiled, monkeypatch):
+    """A hyperparameter that is a Python value is a constant of the graph: a new value builds a
+    graph; past ``MAX_CONSTANT_SETS`` for one structure, chunks go to torch.compile instead."""
+    monkeypatch.setattr(_fused_graph, "MAX_CONSTANT_SETS", 2)
+    calls = []
+    monkeypatch.setattr(_fused, "compiled", lambda update: lambda *a, **k: calls.append(1))
+    param = torch.ones(4, requires_grad=True)
+    optimizer = optim.RMSprop([param, torch.ones(3, requires_grad=True)], fused=True)
+    for alpha in (0.9, 0.9, 0.8, 0.7):
+        optimizer.param_groups[0]["alpha"] = alpha
+        for p in optimizer.param_groups[0]["params"]:
+            p.grad = torch.ones_like(p)
+        optimizer.step()
+    # Step 1 is eager; 0.9 builds once for steps 2 and 3, 0.8 builds the second; 0.7 declines.
+    assert _fused_graph.stats == {"graphs": 2}
+    assert len(calls) == 1
+
+
+def test_a_failed_build_warns_and_steps_through_torch_compile(monkeypatch):
+    def broken(graph):
+        raise NotImplementedError("no Inductor here")
+
+    monkeypatch.setattr(_fused_graph, "_compile", broken)
+    calls = []
+    monkeypatch.setattr(_fused, "compiled", lambda update: lambda *a, **k: calls.append(1))
+    reset_compiled_graphs()
+    params = [torch.ones(4, requires_grad=True)]
+    optimizer = optim.Yogi(params, fused=True)
+    try:
+        for step in range(3):
+            params[0].grad = torch.ones(4)
+            if step == 1:
+                with pytest.warns(RuntimeWarning, match="NotImplementedError: no Inductor here"):
+                    optimizer.step()
+            else:
+                optimizer.step()
+        assert len(calls) == 2 and _fused_graph.stats == {"declined": 1}
+    finally:
+        _fused_graph.clear()
+
+
+def test_runs_stay_finite():
+    """The comparisons above compare numbers: no run of theirs diverges."""
+    for key, settings in CASES:
+        params, _ = _train(key, settings, fused=False)
+        assert all(torch.isfinite(p).all() for p in params), (key, settings)
