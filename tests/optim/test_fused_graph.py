@@ -125,3 +125,26 @@ def test_runs_stay_finite():
     for key, settings in CASES:
         params, _ = _train(key, settings, fused=False)
         assert all(torch.isfinite(p).all() for p in params), (key, settings)
+
+
+def test_large_parameters_do_not_take_a_graph_built_for_small_ones(uncompiled):
+    """Inductor makes a loop parallel or serial from the sizes it first sees: the graph key holds
+    that decision per parameter, so small and large parameters get graphs of their own."""
+
+    def step_twice(numel):
+        params = [torch.ones(numel, requires_grad=True) for _ in range(2)]
+        optimizer = optim.Lion(params, fused=True)
+        for _ in range(2):
+            for param in params:
+                param.grad = torch.ones(numel)
+            optimizer.step()
+
+    threads = torch.get_num_threads()
+    least = threads * torch._inductor.config.cpp.min_chunk_size
+    step_twice(8)
+    step_twice(16)
+    assert _fused_graph.stats == {"graphs": 1}
+    step_twice(least)
+    assert _fused_graph.stats == {"graphs": 2}
+    step_twice(least + 5)
+    assert _fused_graph.stats == {"graphs": 2}

@@ -45,9 +45,9 @@ fused step can come in under it. ``benchmarks/fused_split.py`` times each layer 
 
 Whether a loop is shared among the threads is decided when its graph is built, from the sizes of
 that first call (under ``cpp.min_chunk_size``, 512 floats a thread, it stays serial), and the
-graph serves every later size: a chunk size whose graph was first built on small parameters
-steps large ones on one thread. Inductor's disk cache keeps a graph with the sizes of the
-process that built it first. Not changed here.
+graph serves every later size. So the direct graphs are keyed on that decision for each
+parameter (``_fused_graph._parallel_loops``); a chunk stepped through torch.compile keeps the
+decision its graph was first built with.
 
 The first compiled step costs what Inductor needs to generate and build the code, once per
 algorithm, chunk size and set of constants: seconds per graph (``step_speed.py`` prints the

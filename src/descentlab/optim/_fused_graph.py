@@ -65,6 +65,22 @@ def _tensor_key(tensor: Tensor) -> tuple:
     return (tensor.dtype, tensor.device, tuple(min(size, 2) for size in tensor.shape))
 
 
+def _parallel_loops(params: list[Tensor]) -> tuple[int, tuple[bool, ...]]:
+    """The threads, and for each parameter whether Inductor shares its loop among them.
+
+    Inductor decides that when it generates the code, from the sizes of the first call: a loop of
+    fewer than ``cpp.min_chunk_size`` elements a thread stays serial (``decide_parallel_depth``).
+    A graph first built on small parameters would then step large ones on one thread, so the
+    decision is part of the key (and the code is not taken from Inductor's disk cache, which
+    would not know it: see ``_compile``).
+    """
+    from torch._inductor import config as inductor_config
+
+    threads = torch.get_num_threads()
+    least = threads * inductor_config.cpp.min_chunk_size
+    return threads, tuple(param.numel() >= least for param in params)
+
+
 def _hyperparameter_layout(hyperparameters: dict[str, Any]) -> tuple[tuple, list[Tensor]]:
     """The hyperparameters' part of a graph key, and their tensors (the graph's last inputs)."""
     key, tensors = [], []
@@ -148,6 +164,7 @@ def _runner(
         tuple(_tensor_key(param) for param in chunk.params),
         tuple(_tensor_key(grad) for grad in chunk.grads),
         layouts,
+        _parallel_loops(chunk.params),
     )
     key = (*structure, hyper_key)
     if key not in _GRAPHS:
@@ -207,7 +224,10 @@ def _compile(graph: torch.fx.GraphModule) -> Callable[[list], Any]:
 
     fake_inputs = [node.meta["val"] for node in graph.graph.nodes if node.op == "placeholder"]
     context = TracingContext(detect_fake_mode(fake_inputs))
-    with tracing(context), inductor_config.patch(INDUCTOR_OPTIONS):
+    # Not from Inductor's graph cache: its key leaves out the sizes that decide which loops run
+    # in parallel (see ``_parallel_loops``). The C++ is still cached by its source text.
+    options = {**INDUCTOR_OPTIONS, "fx_graph_cache": False}
+    with tracing(context), inductor_config.patch(options):
         compiled = compile_fx_inner(graph, fake_inputs, is_inference=True)
     call = compiled.current_callable
     if call is None:
