@@ -151,9 +151,10 @@ class _CompiledStep:
             with torch.fx.experimental._config.patch(use_duck_shape=False):
                 for chunk in left:
                     step(chunk.params, chunk.grads, chunk.states, **hyperparameters)
-        for chunk in chunks:
-            for member in chunk.members:
-                member.write_back()
+            # The direct graphs write back what they assigned themselves (``_fused_graph.run``).
+            for chunk in left:
+                for member in chunk.members:
+                    member.write_back()
 
 
 def _tensor_numbers(state: dict[str, Any], param: Tensor) -> None:

@@ -148,10 +148,12 @@ def run(update: Callable[..., None], chunk: Any, hyperparameters: dict[str, Any]
     arguments = runner.arguments
     outputs = runner.graph.call([*arguments, *hyper_tensors])
     if runner.graph.slots:
-        states = chunk.states
+        states, members = chunk.states, chunk.members
         for (member, name), value in zip(runner.graph.slots, outputs, strict=True):
             states[member][name] = value
             arguments[runner.positions[member, name]] = value
+        for member in {member for member, _ in runner.graph.slots}:
+            members[member].write_back()
     return True
 
 
