@@ -101,6 +101,18 @@ class Member:
         seen = self.seen
         return len(state) == len(seen) and all(map(operator.is_, state.values(), seen))
 
+    def take(self, key: str, value: Tensor) -> None:
+        """Put a tensor the update assigned to ``key`` (in the state handed to it) into the
+        parameter's state, in the parameter's shape if it is parameter-sized; call
+        :meth:`taken` after the last one. What :meth:`write_back` does for one known entry."""
+        self.flat_state[key] = self.handed[key] = value
+        if value.dim() == 1 and value.numel() == self.flat_param.numel():
+            value = value.view(self.shape)
+        self.state[key] = value
+
+    def taken(self) -> None:
+        self.seen = tuple(self.state.values())
+
     def write_back(self) -> None:
         """Entries the update assigned (rather than changed in place) into the state handed to it
         go into the parameter's state: a parameter-sized one in the parameter's shape, a Python

@@ -115,12 +115,14 @@ def _state_layout(flat_state: dict[str, Any]) -> tuple:
 class _Graph:
     """One compiled graph: call it with the chunk's input list; it returns the assigned entries."""
 
-    __slots__ = ("call", "slots")
+    __slots__ = ("assigning", "call", "slots")
 
     def __init__(self, call: Callable[[list], Any], slots: list[tuple[int, str]]) -> None:
         self.call = call
         #: (member, state key) of each output: the entries the update assigned.
         self.slots = slots
+        #: The members that have such entries.
+        self.assigning = sorted({member for member, _ in slots})
 
 
 class ChunkRunner:
@@ -132,8 +134,8 @@ class ChunkRunner:
         self.graph = graph
         self.arguments = arguments
         self.hyper_key = hyper_key
-        #: Where each (member, state key) of the outputs sits in ``arguments``.
-        self.positions = positions
+        #: Where each output (an assigned entry) sits in ``arguments``.
+        self.positions = [positions[slot] for slot in graph.slots]
 
 
 def run(update: Callable[..., None], chunk: Any, hyperparameters: dict[str, Any]) -> bool:
@@ -148,12 +150,14 @@ def run(update: Callable[..., None], chunk: Any, hyperparameters: dict[str, Any]
     arguments = runner.arguments
     outputs = runner.graph.call([*arguments, *hyper_tensors])
     if runner.graph.slots:
-        states, members = chunk.states, chunk.members
-        for (member, name), value in zip(runner.graph.slots, outputs, strict=True):
-            states[member][name] = value
-            arguments[runner.positions[member, name]] = value
-        for member in {member for member, _ in runner.graph.slots}:
-            members[member].write_back()
+        members = chunk.members
+        for (member, name), position, value in zip(
+            runner.graph.slots, runner.positions, outputs, strict=True
+        ):
+            members[member].take(name, value)
+            arguments[position] = value
+        for member in runner.graph.assigning:
+            members[member].taken()
     return True
 
 

@@ -47,8 +47,11 @@ def init_state(param: Tensor, *, lr: Hyper) -> dict[str, Any]:
 def _store(state: dict[str, Any], key: str, value: Hyper) -> None:
     """Write a new eta or mu in the state's dtype: into the 0-d tensor as torch does, or as a
     new per-run tensor."""
-    if isinstance(value, Tensor):
-        state[key] = value.detach().to(state[key].dtype, copy=True)
+    current = state[key]
+    if isinstance(value, Tensor) and isinstance(current, Tensor) and current.shape == value.shape:
+        current.copy_(value.detach())  # a 0-d step count under torch.compile: no new tensor
+    elif isinstance(value, Tensor):
+        state[key] = value.detach().to(current.dtype, copy=True)
     else:
         state[key].copy_(torch.as_tensor(value))
 
