@@ -95,7 +95,7 @@ def test_fused_must_be_a_flag():
 # ----------------------------------------------------------------------------- compiled
 
 
-#: A representative few (each compiles for 5-30 s): adaptive, sign-based, where-based, averaged.
+#: A representative few (each compiles for 1-3 s): adaptive, sign-based, where-based, averaged.
 COMPILED = [
     ("rmsprop", {"centered": True, "momentum": 0.5}),
     ("yogi", {}),
