@@ -1,10 +1,11 @@
 """A chunk's compiled update called without torch.compile's per-call layers (see ``_fused``).
 
 ``torch.compile`` wraps the code Inductor generates in dynamo's guards and AOT autograd's runtime
-wrapper, which cost about 70 us per call on small tensors and more on large ones, whose kernels
-leave the caches cold: on 10M parameters in 100 tensors that was a third of a fused RMSprop
-step. A chunk's arguments do not change between steps except through what ``ChunkCache.reuse``
-already checks (the same aliases, state entries and memory), so the guards check nothing new.
+wrapper, Python that runs at every call (on large parameters from the cold caches each kernel
+leaves): through them, a fused RMSprop step of 10M parameters in 100 tensors took 5.2 ms against
+a 3.6 ms floor (``benchmarks/step_speed.py``, 2 threads, 2026-12-02). A chunk's arguments do not
+change between steps except through what ``ChunkCache.reuse`` already checks (the same aliases,
+state entries and memory), so the guards check nothing new.
 This module therefore traces the update over a chunk once, with ``make_fx`` (functionalized: the
 in-place updates become ``copy_`` into the inputs, which Inductor stores in place), compiles the
 graph with Inductor's ``compile_fx_inner`` and calls the generated code directly, with one list
@@ -13,19 +14,19 @@ of the chunk's tensors.
 What a graph assumes is its key: the algorithm, the hyperparameters that are Python values (they
 are constants of the graph; ``lr`` and tensor hyperparameters are inputs), and for every tensor
 its dtype, device and rank, and which of its sizes are 0 or 1 (the symbolic trace specializes
-those). Sizes are otherwise symbolic, without duck shaping, so one graph serves every chunk of
+those), and which parameters' loops run in parallel (``_parallel_loops``). Sizes are otherwise
+symbolic, without duck shaping, so one graph serves every chunk of
 that structure. The trace relates only a parameter's own sizes (its gradient and buffers have its
 size, which ``_fused_arguments`` guarantees).
 
 Entries the update assigns instead of changing in place (Schedule-Free's ``lr_max``) are outputs
-of the graph, put into the chunk's state dicts after each call (``write_back`` takes them from
-there). An update that assigns a non-tensor, deletes an entry or cannot be traced this way is
+of the graph, put into both state dicts after each call (``Member.take``). An update that assigns a non-tensor, deletes an entry or cannot be traced this way is
 left to torch.compile (``None`` in the cache), as is every chunk when these private entry points
 of torch are missing; both give the same results, the latter slower.
 
-The first build of a graph costs what Inductor takes to generate and compile it (on a 2-core CPU
-about 12 s for a chunk of 32 parameters, against 30-65 s through torch.compile, which also runs
-dynamo and AOT autograd); Inductor caches the code on disk between processes.
+The first build of a graph costs what Inductor takes to generate and compile it: a few seconds
+(``benchmarks/step_speed.py`` prints the slowest warm-up step of each optimizer). Inductor's
+graph cache is not used (see ``_compile``); the C++ it generates is cached on disk by its text.
 """
 
 from __future__ import annotations
