@@ -148,3 +148,37 @@ def test_large_parameters_do_not_take_a_graph_built_for_small_ones(uncompiled):
     assert _fused_graph.stats == {"graphs": 2}
     step_twice(least + 5)
     assert _fused_graph.stats == {"graphs": 2}
+
+
+def test_the_trace_leaves_the_real_tensors_alone_and_refuses_what_it_cannot_carry():
+    """Tracing runs the update on fake tensors: the chunk's tensors keep their values. An update
+    that assigns a non-tensor or drops an entry is refused (then torch.compile steps it)."""
+    from types import SimpleNamespace
+
+    params, grads = [torch.ones(3)], [torch.full((3,), 2.0)]
+    states = [{"step": torch.tensor(1.0), "buffer": torch.zeros(3)}]
+    chunk = SimpleNamespace(params=params, grads=grads, states=states)
+
+    def moves(params, grads, states, *, lr):
+        for param, grad, state in zip(params, grads, states, strict=True):
+            state["step"].add_(1)
+            state["buffer"].add_(grad)
+            param.sub_(lr * state["buffer"])
+
+    graph, slots = _fused_graph.trace(moves, chunk, {"lr": torch.tensor(0.5)})
+    assert slots == []
+    assert params[0].tolist() == [1.0] * 3 and states[0]["buffer"].tolist() == [0.0] * 3
+    assert states[0]["step"].item() == 1.0
+    inputs = [torch.ones(3), torch.full((3,), 2.0), torch.tensor(1.0), torch.zeros(3)]
+    graph(*inputs, torch.tensor(0.5))
+    assert inputs[0].tolist() == [0.0] * 3 and inputs[2].item() == 2.0
+
+    def assigns_a_number(params, grads, states, *, lr):
+        states[0]["step"] = 3.0
+
+    def drops_an_entry(params, grads, states, *, lr):
+        del states[0]["buffer"]
+
+    for update in (assigns_a_number, drops_an_entry):
+        with pytest.raises(_fused_graph._Unsupported):
+            _fused_graph.trace(update, chunk, {"lr": torch.tensor(0.5)})

@@ -285,9 +285,9 @@ def trace(
         value for state in chunk.states for value in state.values() if isinstance(value, Tensor)
     ]
     inputs += hyper_tensors
-    # Trace on copies: tracing runs the update's Python on fake tensors, which do not write, but
-    # keep the real ones out of it all the same.
-    inputs = [tensor.detach().clone() for tensor in inputs]
+    # The symbolic trace turns each input into a fake tensor (its metadata, no data): the real
+    # tensors are neither read nor written, so they are not copied (a chunk can be gigabytes).
+    inputs = [tensor.detach() for tensor in inputs]
     functional = torch.func.functionalize(step, remove="mutations_and_views")
     with (
         torch.no_grad(),
