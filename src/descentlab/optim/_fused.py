@@ -142,9 +142,7 @@ class _CompiledStep:
             step([params[index]], [grads[index]], [states[index]], **hyperparameters)
         if not chunks:
             return
-        left = [
-            chunk for chunk in chunks if not _fused_graph.run(self.update, chunk, hyperparameters)
-        ]
+        left = _fused_graph.run(self.update, chunks, hyperparameters)
         if left:
             # Without duck shaping, parameters of equal size get sizes of their own in the graph
             # rather than one shared (and guarded: a chunk of other sizes would compile again).

@@ -26,6 +26,7 @@ import functools
 import operator
 import weakref
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
 
 import torch
@@ -43,6 +44,10 @@ def _point(alias: Tensor, tensor: Tensor) -> Tensor:
     """Make ``alias`` the 1-D tensor over ``tensor``'s (contiguous) memory."""
     return alias.set_(tensor.untyped_storage(), tensor.storage_offset(), (tensor.numel(),), (1,))
 
+
+_DATA_PTR = operator.methodcaller("data_ptr")
+_GRAD_POINTER = operator.attrgetter("grad_pointer")
+_SEEN = operator.attrgetter("seen")
 
 #: What ``dict.get`` gives for a key that is not there (None may be an entry's value).
 _MISSING = object()
@@ -95,11 +100,6 @@ class Member:
         """Take note of the entries of both state dicts, as handed to the next call."""
         self.handed = dict(self.flat_state)
         self.seen = tuple(self.state.values())
-
-    def state_unchanged(self, state: dict) -> bool:
-        """Whether ``state`` holds the entries it held after the last step (the same objects)."""
-        seen = self.seen
-        return len(state) == len(seen) and all(map(operator.is_, state.values(), seen))
 
     def take(self, key: str, value: Tensor) -> None:
         """Put a tensor the update assigned to ``key`` (in the state handed to it) into the
@@ -197,7 +197,7 @@ class ChunkCache:
         of ``count`` flattened parameters (``_fused.chunk_sizes``)."""
         self.clear()
         self.params, self.states = list(params), list(states)
-        self.param_pointers = [param.data_ptr() for param in params]
+        self.param_pointers = list(map(_DATA_PTR, params))
         self.by_position = [
             flat_member(param, grad, state)
             for param, grad, state in zip(params, grads, states, strict=True)
@@ -221,15 +221,32 @@ class ChunkCache:
             len(params) == len(self.params)
             and all(map(operator.is_, params, self.params))
             and all(map(operator.is_, states, self.states))
-            and [param.data_ptr() for param in params] == self.param_pointers
+            and list(map(_DATA_PTR, params)) == self.param_pointers
         ):
             return None
-        for member, grad, state in zip(self.by_position, grads, states, strict=True):
-            if member is None:
-                continue
-            if not member.state_unchanged(state):
-                return None
-            if grad.data_ptr() != member.grad_pointer:
+        members = self.by_position
+        if self.alone:  # leave out the parameters that step alone (None in by_position)
+            kept = [index for index, member in enumerate(members) if member is not None]
+            members = [members[index] for index in kept]
+            grads = [grads[index] for index in kept]
+            states = [states[index] for index in kept]
+        # C-level maps over the members (on 1000 small tensors a Python loop over them cost as
+        # much as the compiled step), then a loop over the gradients that moved, if any. The
+        # states hold what they held after the last step: as many entries each, the same objects.
+        seen = list(map(_SEEN, members))
+        if list(map(len, states)) != list(map(len, seen)) or not all(
+            map(
+                operator.is_,
+                chain.from_iterable(map(dict.values, states)),
+                chain.from_iterable(seen),
+            )
+        ):
+            return None
+        pointers = list(map(_DATA_PTR, grads))
+        if pointers != list(map(_GRAD_POINTER, members)):
+            for member, grad, pointer in zip(members, grads, pointers, strict=True):
+                if pointer == member.grad_pointer:
+                    continue
                 if not (grad.is_contiguous() and grad.dtype == member.flat_param.dtype):
                     return None
                 member.point_grad(grad)

@@ -139,27 +139,30 @@ class ChunkRunner:
         self.positions = [positions[slot] for slot in graph.slots]
 
 
-def run(update: Callable[..., None], chunk: Any, hyperparameters: dict[str, Any]) -> bool:
-    """Step ``chunk`` (a ``_fused_arguments.Chunk``) through its direct graph; False where the
-    direct path does not serve it (the caller then steps it through torch.compile)."""
+def run(update: Callable[..., None], chunks: list, hyperparameters: dict[str, Any]) -> list:
+    """Step each of ``chunks`` (``_fused_arguments.Chunk``) through its direct graph; returns the
+    chunks the direct path does not serve (the caller steps them through torch.compile)."""
     hyper_key, hyper_tensors = _hyperparameter_layout(hyperparameters)
-    runner = chunk.runner
-    if runner is None or runner.hyper_key != hyper_key:
-        runner = chunk.runner = _runner(update, chunk, hyperparameters, hyper_key)
-        if runner is None:
-            return False
-    arguments = runner.arguments
-    outputs = runner.graph.call([*arguments, *hyper_tensors])
-    if runner.graph.slots:
-        members = chunk.members
-        for (member, name), position, value in zip(
-            runner.graph.slots, runner.positions, outputs, strict=True
-        ):
-            members[member].take(name, value)
-            arguments[position] = value
-        for member in runner.graph.assigning:
-            members[member].taken()
-    return True
+    left = []
+    for chunk in chunks:
+        runner = chunk.runner
+        if runner is None or runner.hyper_key != hyper_key:
+            runner = chunk.runner = _runner(update, chunk, hyperparameters, hyper_key)
+            if runner is None:
+                left.append(chunk)
+                continue
+        arguments = runner.arguments
+        outputs = runner.graph.call([*arguments, *hyper_tensors])
+        if runner.graph.slots:
+            members = chunk.members
+            for (member, name), position, value in zip(
+                runner.graph.slots, runner.positions, outputs, strict=True
+            ):
+                members[member].take(name, value)
+                arguments[position] = value
+            for member in runner.graph.assigning:
+                members[member].taken()
+    return left
 
 
 def _runner(
