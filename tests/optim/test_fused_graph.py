@@ -182,3 +182,34 @@ def test_the_trace_leaves_the_real_tensors_alone_and_refuses_what_it_cannot_carr
     for update in (assigns_a_number, drops_an_entry):
         with pytest.raises(_fused_graph._Unsupported):
             _fused_graph.trace(update, chunk, {"lr": torch.tensor(0.5)})
+
+
+@pytest.mark.parametrize("variant", ["irprop-", "rprop-"])
+def test_rprop_compiled_form_keeps_nan_and_infinity_where_eager_does(variant, uncompiled):
+    """Rprop's selections are written with torch.where when compiled (``rprop._compiled_step``):
+    a NaN or infinite gradient leaves the same values, NaN included, as the eager step."""
+
+    def run(fused):
+        params = [torch.ones(6, requires_grad=True) for _ in range(2)]
+        optimizer = optim.Rprop(params, variant=variant, fused=fused)
+        gradients = [
+            [1.0, -1.0, 2.0, 0.0, 1.0, -2.0],
+            [-1.0, -1.0, float("nan"), 3.0, float("inf"), 2.0],
+            [1.0, 1.0, 1.0, -3.0, -1.0, 0.0],
+            [1.0, -1.0, 1.0, 1.0, 1.0, 1.0],
+        ]
+        for values in gradients:
+            for param in params:
+                param.grad = torch.tensor(values)
+            optimizer.step()
+        return params, optimizer
+
+    fused, fused_optimizer = run(True)
+    eager, eager_optimizer = run(False)
+    assert _fused_graph.stats["graphs"] == 1
+    for a, b in zip(fused, eager, strict=True):
+        torch.testing.assert_close(a, b, equal_nan=True, rtol=0, atol=0)
+        for name in ("prev", "step_size"):
+            torch.testing.assert_close(
+                fused_optimizer.state[a][name], eager_optimizer.state[b][name], equal_nan=True
+            )

@@ -119,9 +119,10 @@ def update(
     ``step_sizes`` is clipped at the first step (the papers clip only when it changes). ``lr`` is
     read once, when a parameter's state is created: later changes (schedulers) have no effect, as
     in torch. ``loss`` (irprop+ only) is one number, or one per run of shape
-    ``param.shape[:stack_dims]``. A NaN gradient makes that parameter and its step size NaN, as
-    in torch; an infinite gradient where the sign flips leaves NaN in ``prev`` (torch writes 0),
-    because the forgetting is a multiplication by 0 rather than a masked write.
+    ``param.shape[:stack_dims]``. A NaN gradient leaves that coordinate's parameter and step size
+    as they were (``torch.sign(NaN)`` is 0: no step) and NaN in ``prev``, so that the next step
+    keeps the step size and moves by its own gradient's sign; an infinite gradient where the sign flips leaves NaN in ``prev`` (torch
+    writes 0), because the forgetting is a multiplication by 0 rather than a masked write.
     """
     eta_minus, eta_plus = etas
     step_min, step_max = step_sizes
@@ -132,6 +133,9 @@ def update(
         if maximize:
             grad = -grad
         prev, step_size = state["prev"], state["step_size"]
+        if not backtracks and torch.compiler.is_compiling():
+            _compiled_step(param, grad, prev, step_size, etas, step_sizes, variant)
+            continue
         # Selections by sign are written as exact arithmetic on sign(g_{t-1} g_t) in {-1, 0, 1}
         # instead of masks (torch.where and boolean indexing are slow passes on CPU). The buffer of
         # the remembered gradient holds, in turn, the sign, the selector and the new gradient.
@@ -152,6 +156,36 @@ def update(
             param.addcmul_(direction, step_size, value=-1)
             continue
         _backtrack(param, state, flipped, direction, step_size, current_loss, maximize)
+
+
+def _compiled_step(
+    param: Tensor,
+    grad: Tensor,
+    prev: Tensor,
+    step_size: Tensor,
+    etas: tuple[Hyper, Hyper],
+    step_sizes: tuple[Hyper, Hyper],
+    variant: str,
+) -> None:
+    """``update``'s step for rprop- and irprop- as a compiler sees it: the same numbers (NaN and
+    infinity included), chosen with ``torch.where`` rather than built from signs.
+
+    Inductor fuses either form into one loop; in that loop the chain of signs, clamps and
+    products cost about twice the memory traffic of the step (``benchmarks/fused_split.py
+    rprop``), a selection by comparison much less. Eagerly the selections are the slow passes.
+    """
+    product = prev * grad
+    eta_minus, eta_plus = (_as_dtype(eta, prev) for eta in etas)
+    # A NaN product selects 1, as torch.sign(NaN) is 0 in the eager form.
+    factor = torch.where(product > 0, eta_plus, torch.where(product < 0, eta_minus, 1.0))
+    step_min, step_max = (_as_dtype(size, prev) for size in step_sizes)
+    step_size.copy_(torch.clamp(step_size * factor, step_min, step_max))
+    if variant == "rprop-":
+        prev.copy_(grad)
+    else:
+        # The gradient is forgotten where the sign flipped: 0 * grad, NaN for an infinite one.
+        prev.copy_(torch.where(product < 0, grad * 0, grad))
+    param.addcmul_(torch.sign(prev), step_size, value=-1)
 
 
 def _selector(sign: Tensor, eta_plus: Hyper) -> Tensor:
