@@ -61,7 +61,7 @@ def torch_flags(
     ``foreach=True`` runs an elementwise algorithm's one update over lists of tensors through
     torch's multi-tensor kernels (``None``: on CUDA tensors only, torch's default);
     ``fused=True`` takes torch's fused kernel or compiles the update (see ``_fused``: the first
-    compiled step builds the group's graphs, at most six whatever the tensor count, which took 3
+    compiled step builds the group's graphs, a handful whatever the tensor count, which took 3
     to 10 s per optimizer for 100 or 1000 tensors on a 2-core CPU in ``benchmarks/step_speed.py``).
     The switches that would change what is computed are refused.
     """

@@ -12,7 +12,8 @@ Two sources of kernels, chosen per group:
 The compiled update is called on chunks of up to ``CHUNK`` parameters (32; the rest in chunks of
 16, 8, 4, 2 and 1), each parameter, gradient and parameter-shaped buffer given as a 1-D alias of
 its memory, with symbolic sizes: so one graph serves parameters of every size and rank, and a
-group needs at most six graphs, however many parameters it has. What changes from step to step
+group needs at most six graphs, however many parameters it has (more where its parameters
+differ in which loops Inductor runs in parallel, see below, or in sizes of 1). What changes from step to step
 is given as tensors, so later steps reuse the graphs: the step count (see ``_state.count``),
 ``lr`` (a 0-d float64 tensor, so that learning-rate schedulers do not recompile it) and every
 Python-number entry of the state (turned into a 0-d tensor once). The other hyperparameters and
@@ -166,7 +167,7 @@ def _tensor_numbers(state: dict[str, Any], param: Tensor) -> None:
 #: Parameters per call of the compiled update. Fewer calls cost less Python per step, and a
 #: larger chunk's graph takes longer to build (a call for the whole list unrolls it into one graph
 #: that grows with the parameter count); chunks of this size (and 16, 8, 4, 2, 1 for the rest)
-#: need at most six graphs, whatever the parameter count.
+#: need at most six graphs for alike parameters, whatever their count.
 CHUNK = 32
 
 
