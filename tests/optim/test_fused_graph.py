@@ -68,12 +68,22 @@ def test_the_traced_update_steps_as_the_eager_one(key, settings, uncompiled):
                 torch.testing.assert_close(ours[name].float(), value.float(), rtol=1e-5, atol=1e-6)
 
 
-def test_assigned_entries_reach_the_state_at_every_step(uncompiled):
-    """Schedule-Free assigns ``lr_max`` and ``weight_sum`` (0-d) each step: graph outputs."""
-    _, optimizer = _train("schedulefree_adamw", {"warmup_steps": 3}, fused=True, steps=6)
-    _, eager = _train("schedulefree_adamw", {"warmup_steps": 3}, fused=False, steps=6)
+@pytest.mark.parametrize(
+    ("key", "settings", "names", "assigned"),
+    [
+        # irprop+ assigns the loss it saw (a new 0-d tensor): a graph output, written back.
+        ("rprop", {"variant": "irprop+"}, ("prev_loss",), True),
+        # Schedule-Free writes its 0-d bookkeeping in place: no outputs.
+        ("schedulefree_adamw", {"warmup_steps": 3}, ("lr_max", "weight_sum"), False),
+    ],
+)
+def test_scalar_entries_reach_the_state_at_every_step(key, settings, names, assigned, uncompiled):
+    _, optimizer = _train(key, settings, fused=True, steps=6)
+    (graph,) = _fused_graph._GRAPHS.values()
+    assert bool(graph.slots) == assigned
+    _, eager = _train(key, settings, fused=False, steps=6)
     for ours, theirs in zip(optimizer.state.values(), eager.state.values(), strict=True):
-        for name in ("lr_max", "weight_sum"):
+        for name in names:
             torch.testing.assert_close(
                 torch.as_tensor(ours[name]).double(), torch.as_tensor(theirs[name]).double()
             )

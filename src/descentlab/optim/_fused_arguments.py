@@ -16,7 +16,7 @@ every step, cheaply, that they still stand for the group's tensors:
 A gradient's alias does not keep a dropped gradient's memory alive: a weak reference to the
 gradient empties the alias (and forgets its pointer) when the gradient is freed.
 
-Entries the update assigns (rather than changes in place: Schedule-Free's ``lr_max``) are copied
+Entries the update assigns (rather than changes in place: irprop+'s ``prev_loss``) are copied
 into the parameter's state after every call, as :func:`write_back` says.
 """
 
