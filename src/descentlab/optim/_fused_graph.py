@@ -23,8 +23,9 @@ Entries the update assigns instead of changing in place (irprop+'s ``prev_loss``
 of the graph, put into both state dicts after each call (``Member.take``); the updates write
 their 0-d bookkeeping in place where they can (ASGD, NAdam, Schedule-Free), since each output is
 a new tensor per parameter and step. An update that assigns a non-tensor, deletes an entry or
-cannot be traced this way is left to torch.compile (``None`` in the cache), as is every chunk when these private entry points
-of torch are missing; both give the same results, the latter slower.
+cannot be traced this way is left to torch.compile (``None`` in the cache), as is every chunk
+when these private entry points of torch are missing; both give the same results, the latter
+slower.
 
 The first build of a graph costs what Inductor takes to generate and compile it: a few seconds
 (``benchmarks/step_speed.py`` prints the slowest warm-up step of each optimizer). Inductor's
