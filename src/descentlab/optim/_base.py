@@ -62,7 +62,7 @@ def torch_flags(
     torch's multi-tensor kernels (``None``: on CUDA tensors only, torch's default);
     ``fused=True`` takes torch's fused kernel or compiles the update (see ``_fused``: the first
     compiled step builds the group's graphs, a handful whatever the tensor count, which took 3
-    to 10 s per optimizer for 100 or 1000 tensors on a 2-core CPU in ``benchmarks/step_speed.py``).
+    to 13 s per optimizer for 100 or 1000 tensors on a 2-core CPU in ``benchmarks/step_speed.py``).
     The switches that would change what is computed are refused.
     """
     for name, value in (("capturable", capturable), ("differentiable", differentiable)):
