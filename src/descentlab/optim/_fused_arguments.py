@@ -101,12 +101,16 @@ class Member:
         self.handed = dict(self.flat_state)
         self.seen = tuple(self.state.values())
 
-    def take(self, key: str, value: Tensor) -> None:
-        """Put a tensor the update assigned to ``key`` (in the state handed to it) into the
-        parameter's state, in the parameter's shape if it is parameter-sized; call
-        :meth:`taken` after the last one. What :meth:`write_back` does for one known entry."""
+    def take(self, key: str, value: Any) -> None:
+        """Put what the update assigned to ``key`` (in the state handed to it) into the
+        parameter's state, a parameter-sized tensor in the parameter's shape; call :meth:`taken`
+        after the last one."""
         self.flat_state[key] = self.handed[key] = value
-        if value.dim() == 1 and value.numel() == self.flat_param.numel():
+        if (
+            isinstance(value, Tensor)
+            and value.dim() == 1
+            and value.numel() == self.flat_param.numel()
+        ):
             value = value.view(self.shape)
         self.state[key] = value
 
@@ -122,20 +126,17 @@ class Member:
             map(operator.is_, flat_state.values(), handed.values())
         ):
             return
-        state, like = self.state, self.flat_param
+        like = self.flat_param
         for key in handed.keys() - flat_state.keys():  # deleted by the update
             del handed[key]
-            state.pop(key, None)
+            self.state.pop(key, None)
         for key, value in flat_state.items():
             if value is handed.get(key, _MISSING):
                 continue
             if isinstance(value, float):
-                value = flat_state[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
-            handed[key] = value
-            if isinstance(value, Tensor) and value.dim() == 1 and value.numel() == like.numel():
-                value = value.view(self.shape)
-            state[key] = value
-        self.seen = tuple(state.values())
+                value = torch.tensor(value, dtype=like.dtype, device=like.device)
+            self.take(key, value)
+        self.taken()
 
 
 def flat_member(param: Tensor, grad: Tensor, state: dict[str, Any]) -> Member | None:

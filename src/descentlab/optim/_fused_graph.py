@@ -130,16 +130,30 @@ class _Graph:
 
 
 class ChunkRunner:
-    """A chunk's graph and argument list for one set of hyperparameter constants."""
+    """A chunk's graph and argument list for one set of hyperparameter constants; a graph of
+    None: the direct path does not serve the chunk with these constants (torch.compile does)."""
 
     __slots__ = ("arguments", "graph", "hyper_key", "positions")
 
-    def __init__(self, graph: _Graph, arguments: list[Tensor], hyper_key: tuple, positions: dict):
+    def __init__(self, graph: _Graph | None, chunk: Any, hyper_key: tuple) -> None:
         self.graph = graph
-        self.arguments = arguments
         self.hyper_key = hyper_key
+        self.arguments, positions = _arguments(chunk) if graph else ([], {})
         #: Where each output (an assigned entry) sits in ``arguments``.
-        self.positions = [positions[slot] for slot in graph.slots]
+        self.positions = [positions[slot] for slot in graph.slots] if graph else []
+
+
+def _arguments(chunk: Any) -> tuple[list[Tensor], dict[tuple[int, str], int]]:
+    """The chunk's tensors in the graph's order (parameters, gradients, each member's state
+    tensors; the tensor hyperparameters follow), and where each state tensor sits."""
+    arguments = [*chunk.params, *chunk.grads]
+    positions = {}
+    for member, state in enumerate(chunk.states):
+        for name, value in state.items():
+            if isinstance(value, Tensor):
+                positions[member, name] = len(arguments)
+                arguments.append(value)
+    return arguments, positions
 
 
 def run(update: Callable[..., None], chunks: list, hyperparameters: dict[str, Any]) -> list:
@@ -151,9 +165,9 @@ def run(update: Callable[..., None], chunks: list, hyperparameters: dict[str, An
         runner = chunk.runner
         if runner is None or runner.hyper_key != hyper_key:
             runner = chunk.runner = _runner(update, chunk, hyperparameters, hyper_key)
-            if runner is None:
-                left.append(chunk)
-                continue
+        if runner.graph is None:
+            left.append(chunk)
+            continue
         arguments = runner.arguments
         outputs = runner.graph.call([*arguments, *hyper_tensors])
         if runner.graph.slots:
@@ -170,7 +184,7 @@ def run(update: Callable[..., None], chunks: list, hyperparameters: dict[str, An
 
 def _runner(
     update: Callable[..., None], chunk: Any, hyperparameters: dict[str, Any], hyper_key: tuple
-) -> ChunkRunner | None:
+) -> ChunkRunner:
     layouts = tuple(_state_layout(state) for state in chunk.states)
     structure = (
         update,
@@ -183,20 +197,10 @@ def _runner(
     if key not in _GRAPHS:
         seen = _CONSTANT_SETS.setdefault(structure, set())
         if len(seen) >= MAX_CONSTANT_SETS:
-            return None
+            return ChunkRunner(None, chunk, hyper_key)
         seen.add(hyper_key)
         _GRAPHS[key] = _build(update, chunk, hyperparameters)
-    graph = _GRAPHS[key]
-    if graph is None:
-        return None
-    arguments = [*chunk.params, *chunk.grads]
-    positions = {}
-    for member, state in enumerate(chunk.states):
-        for name, value in state.items():
-            if isinstance(value, Tensor):
-                positions[member, name] = len(arguments)
-                arguments.append(value)
-    return ChunkRunner(graph, arguments, hyper_key, positions)
+    return ChunkRunner(_GRAPHS[key], chunk, hyper_key)
 
 
 def _build(
@@ -285,12 +289,7 @@ def trace(
                 outputs.append(value)
         return tuple(outputs)
 
-    _, hyper_tensors = _hyperparameter_layout(hyperparameters)
-    inputs = [*chunk.params, *chunk.grads]
-    inputs += [
-        value for state in chunk.states for value in state.values() if isinstance(value, Tensor)
-    ]
-    inputs += hyper_tensors
+    inputs = _arguments(chunk)[0] + _hyperparameter_layout(hyperparameters)[1]
     # The symbolic trace turns each input into a fake tensor (its metadata, no data): the real
     # tensors are neither read nor written, so they are not copied (a chunk can be gigabytes).
     inputs = [tensor.detach() for tensor in inputs]
