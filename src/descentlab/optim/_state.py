@@ -9,6 +9,17 @@ from ._hyper import Hyper, add, is_nonzero
 from ._tensor_list import TensorList
 
 
+def write_entry(state: dict, key: str, value: object) -> None:
+    """``state[key] = value``, but into the tensor already there when ``value`` is a tensor of
+    its shape: under a compiler the 0-d bookkeeping (a step-dependent number) then stays the
+    same tensor, and the fused path's graph returns no new tensor per parameter and step."""
+    current = state[key]
+    if isinstance(value, Tensor) and isinstance(current, Tensor) and current.shape == value.shape:
+        current.copy_(value)
+    else:
+        state[key] = value
+
+
 def scalar_dtype() -> torch.dtype:
     """The dtype torch.optim keeps step counters in: float64 under a float64 default, else float32."""
     return torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32

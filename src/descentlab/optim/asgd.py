@@ -29,7 +29,7 @@ from torch import Tensor
 from . import _hyper
 from ._base import Optimizer, torch_flags
 from ._hyper import Hyper
-from ._state import advance, apply_weight_decay, scalar_dtype, step_counter
+from ._state import advance, apply_weight_decay, scalar_dtype, step_counter, write_entry
 from .spec import Hyperparameter, Paper, Spec, StateBuffer
 
 
@@ -47,11 +47,8 @@ def init_state(param: Tensor, *, lr: Hyper) -> dict[str, Any]:
 def _store(state: dict[str, Any], key: str, value: Hyper) -> None:
     """Write a new eta or mu in the state's dtype: into the 0-d tensor as torch does, or as a
     new per-run tensor."""
-    current = state[key]
-    if isinstance(value, Tensor) and isinstance(current, Tensor) and current.shape == value.shape:
-        current.copy_(value.detach())  # a 0-d step count under torch.compile: no new tensor
-    elif isinstance(value, Tensor):
-        state[key] = value.detach().to(current.dtype, copy=True)
+    if isinstance(value, Tensor):
+        write_entry(state, key, value.detach().to(state[key].dtype, copy=True))
     else:
         state[key].copy_(torch.as_tensor(value))
 

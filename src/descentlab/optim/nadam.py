@@ -11,7 +11,7 @@ from torch import Tensor
 from . import _hyper
 from ._base import Optimizer, torch_flags
 from ._hyper import Hyper
-from ._state import advance, decayed_gradient, scalar_dtype, step_counter
+from ._state import advance, decayed_gradient, scalar_dtype, step_counter, write_entry
 from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
 
@@ -57,13 +57,9 @@ def update(
         mu = beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
         mu_next = beta1 * (1.0 - 0.5 * (0.96 ** ((step + 1) * momentum_decay)))
         if isinstance(mu, Tensor):
-            # Per-run momentum: the product takes the runs' shape (in torch's dtype for it). In
-            # place where it has it already (a 0-d count under a compiler): no new tensor a step.
+            # Per-run momentum: the product takes the runs' shape (in torch's dtype for it).
             counter = state["mu_product"]
-            if isinstance(counter, Tensor) and counter.shape == mu.shape:
-                counter.mul_(mu.to(counter.dtype))
-            else:
-                state["mu_product"] = counter * mu.to(counter.dtype)
+            write_entry(state, "mu_product", counter * mu.to(counter.dtype))
             # Read it in double precision, as the scalar path's .item() does.
             mu_product = state["mu_product"].double()
         else:

@@ -40,7 +40,7 @@ from torch import Tensor
 from . import _hyper
 from ._base import Optimizer, speed_flags
 from ._hyper import Hyper
-from ._state import advance, count, step_counter
+from ._state import advance, count, step_counter, write_entry
 from ._tensor_list import TensorList
 from .spec import Hyperparameter, Paper, Spec, StateBuffer, decay_rate
 
@@ -79,16 +79,6 @@ def _in_dtype(value: Hyper, like: Tensor) -> Hyper:
     return value.to(like.dtype) if isinstance(value, Tensor) else value
 
 
-def _store(state: dict[str, Any], key: str, value: Any) -> None:
-    """``state[key] = value``, written into the 0-d tensor already there when ``value`` is one
-    of its shape (under a compiler: no new tensor a step for the fused graph to return)."""
-    current = state[key]
-    if isinstance(value, Tensor) and isinstance(current, Tensor) and current.shape == value.shape:
-        current.copy_(value)
-    else:
-        state[key] = value
-
-
 def _one(value: Any) -> Any:
     """A bookkeeping entry as one value. On the foreach path, once torch.compile has made it a
     0-d tensor, it reads as the list of its bucket's entries, which all hold one value (buckets
@@ -112,8 +102,8 @@ def averaging_weight(state: dict[str, Any], lr: Hyper, r: Hyper, weight_lr_power
         lr_max = max(lr, previous)
     weight = (step**r) * (lr_max**weight_lr_power)
     weight_sum = _one(state["weight_sum"]) + weight
-    _store(state, "lr_max", _in_dtype(lr_max, like))
-    _store(state, "weight_sum", _in_dtype(weight_sum, like))
+    write_entry(state, "lr_max", _in_dtype(lr_max, like))
+    write_entry(state, "weight_sum", _in_dtype(weight_sum, like))
     if isinstance(weight_sum, Tensor):
         # A zero sum (lr = 0 so far) means nothing to average yet: weight 0, as the reference.
         safe = torch.where(weight_sum > 0, weight_sum, torch.ones_like(weight_sum))
