@@ -20,10 +20,28 @@ SHAPES = [(3, 4), (5,), (2, 1, 3), (1,)]
 def uncompiled(monkeypatch):
     """Direct graphs run as traced, forgotten before and after the test (so that no other test
     takes one of these for Inductor's)."""
-    monkeypatch.setattr(_fused_graph, "_compile", lambda graph: lambda inputs: graph(*inputs))
+    handed = []
+
+    def run_as_traced(graph):
+        handed.append(graph)
+        return lambda inputs: graph(*inputs)
+
+    monkeypatch.setattr(_fused_graph, "_compile", run_as_traced)
     reset_compiled_graphs()
-    yield
+    yield handed
     _fused_graph.clear()
+
+
+def _operations_inductor_calls_out(graph):
+    """The graph's operations Inductor has no lowering for: each would run as a separate call
+    (for each parameter, where the update does it per parameter) between its kernels."""
+    from torch._inductor.lowering import lowerings
+
+    return {
+        str(node.target)
+        for node in graph.graph.nodes
+        if node.op == "call_function" and node.target not in lowerings
+    }
 
 
 def _train(key, settings, fused, steps=15):
@@ -57,6 +75,8 @@ def test_the_traced_update_steps_as_the_eager_one(key, settings, uncompiled):
     assert _fused.chunk_sizes(len(SHAPES)) == [4]
     assert _fused_graph.stats == {"graphs": 1}
     assert compiled_graphs() == 1
+    (graph,) = uncompiled
+    assert _operations_inductor_calls_out(graph) == set()
     for a, b in zip(fused, eager, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
     for a, b in zip(fused, eager, strict=True):
@@ -69,24 +89,62 @@ def test_the_traced_update_steps_as_the_eager_one(key, settings, uncompiled):
 
 
 @pytest.mark.parametrize(
-    ("key", "settings", "names", "assigned"),
+    ("key", "settings", "names"),
     [
-        # irprop+ assigns the loss it saw (a new 0-d tensor): a graph output, written back.
-        ("rprop", {"variant": "irprop+"}, ("prev_loss",), True),
-        # Schedule-Free writes its 0-d bookkeeping in place: no outputs.
-        ("schedulefree_adamw", {"warmup_steps": 3}, ("lr_max", "weight_sum"), False),
+        # irprop+ writes the loss it saw into its 0-d entry, Schedule-Free its bookkeeping.
+        ("rprop", {"variant": "irprop+"}, ("prev_loss",)),
+        ("schedulefree_adamw", {"warmup_steps": 3}, ("lr_max", "weight_sum")),
     ],
 )
-def test_scalar_entries_reach_the_state_at_every_step(key, settings, names, assigned, uncompiled):
+def test_scalar_entries_reach_the_state_at_every_step(key, settings, names, uncompiled):
     _, optimizer = _train(key, settings, fused=True, steps=6)
     (graph,) = _fused_graph._GRAPHS.values()
-    assert bool(graph.slots) == assigned
+    assert graph.slots == []  # written in place: the graph returns nothing
     _, eager = _train(key, settings, fused=False, steps=6)
     for ours, theirs in zip(optimizer.state.values(), eager.state.values(), strict=True):
         for name in names:
             torch.testing.assert_close(
                 torch.as_tensor(ours[name]).double(), torch.as_tensor(theirs[name]).double()
             )
+
+
+class _Peak(optim.Optimizer):
+    """Sign descent that keeps, per parameter, the largest gradient seen so far as a new 0-d
+    tensor at each step: an update that assigns its state entry rather than writing into it."""
+
+    elementwise = True
+
+    @staticmethod
+    def init_state(param):
+        return {"peak": torch.zeros((), dtype=param.dtype)}
+
+    @staticmethod
+    def update(params, grads, states, *, lr):
+        for param, grad, state in zip(params, grads, states, strict=True):
+            state["peak"] = torch.maximum(state["peak"], grad.abs().amax())
+            param.sub_(grad.sign() * lr)
+
+    def __init__(self, params, lr=0.1, *, fused=None):
+        super().__init__(params, {"lr": lr, "fused": fused, "foreach": None})
+
+
+def test_entries_an_update_assigns_are_graph_outputs_put_back_into_the_state(uncompiled):
+    def train(fused):
+        params = [torch.linspace(-1, 1, 5 * (i + 1)).requires_grad_() for i in range(4)]
+        optimizer = _Peak(params, lr=torch.tensor(0.1), fused=fused)
+        for step in range(6):
+            optimizer.zero_grad()
+            sum(((p - step) ** 2 * (i + 1)).sum() for i, p in enumerate(params)).backward()
+            optimizer.step()
+        return params, optimizer
+
+    eager_params, eager = train(False)
+    fused_params, fused = train(True)
+    (graph,) = _fused_graph._GRAPHS.values()
+    assert graph.slots == [(member, "peak") for member in range(4)]  # one chunk of four
+    for a, b in zip(fused_params, eager_params, strict=True):
+        torch.testing.assert_close(a, b)
+        assert fused.state[a]["peak"].item() == eager.state[b]["peak"].item() > 0
 
 
 def test_new_constants_build_new_graphs_up_to_a_limit(uncompiled, monkeypatch):

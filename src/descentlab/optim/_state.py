@@ -11,13 +11,21 @@ from ._tensor_list import TensorList
 
 def write_entry(state: dict, key: str, value: object) -> None:
     """``state[key] = value``, but into the tensor already there when ``value`` is a tensor of
-    its shape: under a compiler the 0-d bookkeeping (a step-dependent number) then stays the
-    same tensor, and the fused path's graph returns no new tensor per parameter and step."""
-    current = state[key]
-    if isinstance(value, Tensor) and isinstance(current, Tensor) and current.shape == value.shape:
+    its shape, dtype and device: under a compiler the 0-d bookkeeping (a step-dependent number,
+    the last loss) then stays the same tensor, and the fused path's graph returns no new tensor
+    per parameter and step. Otherwise the entry becomes a copy of ``value`` (which may be shared:
+    the caller's loss, another parameter's entry)."""
+    current = state.get(key)
+    if not isinstance(value, Tensor):
+        state[key] = value
+    elif isinstance(current, Tensor) and (current.shape, current.dtype, current.device) == (
+        value.shape,
+        value.dtype,
+        value.device,
+    ):
         current.copy_(value)
     else:
-        state[key] = value
+        state[key] = value.clone()
 
 
 def scalar_dtype() -> torch.dtype:

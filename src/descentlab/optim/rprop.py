@@ -34,7 +34,7 @@ from . import _hyper
 from ._base import Optimizer, torch_flags
 from ._hyper import Hyper
 from ._stack import expand_to
-from ._state import advance, step_counter
+from ._state import advance, step_counter, write_entry
 from .spec import Hyperparameter, Paper, Spec, StateBuffer
 
 VARIANTS = ("rprop+", "rprop-", "irprop+", "irprop-")
@@ -75,7 +75,9 @@ def _loss_tensor(loss: Any, params: list[Tensor], stack_dims: int) -> Tensor:
             "Rprop variant 'irprop+' needs the loss: call step(closure) with a closure that "
             "re-evaluates and returns it (or pass loss= to the functional update)"
         )
-    loss = torch.as_tensor(loss).detach()
+    loss = torch.as_tensor(loss)
+    if loss.requires_grad:  # (a traced step's loss never does: no detach in its graph)
+        loss = loss.detach()
     if not loss.is_floating_point():
         loss = loss.to(torch.get_default_dtype())
     stack = params[0].shape[:stack_dims] if stack_dims else torch.Size()
@@ -220,7 +222,7 @@ def _backtrack(
             went_up = current < previous if maximize else current > previous
             # One loss for all runs is a 0-d tensor, which broadcasts as it is.
             undo = flipped & (went_up if went_up.dim() == 0 else expand_to(went_up, param))
-        state["prev_loss"] = current.clone()
+        write_entry(state, "prev_loss", current)
     move = direction.mul_(step_size).neg_()
     # Where the step is undone the forgotten gradient made ``move`` zero: take the previous update
     # back instead (Riedmiller & Braun's "go back to the previous location").
