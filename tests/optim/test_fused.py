@@ -184,3 +184,46 @@ def test_chunks_of_any_sizes_and_ranks_share_one_graph():
         assert optimizer.state[param]["exp_avg"].shape == param.shape
     run(True, [(6,)] * 8, 2)
     assert compiled_graphs() == 2
+
+
+@pytest.mark.compile
+def test_a_new_dtype_of_a_state_entry_takes_a_graph_built_for_it():
+    """Compiled code reads the memory as the dtype it was built for: a step counter made float64
+    in place (``.data``), or an entry the update assigns in a new dtype (irprop+'s last loss, once
+    the closure returns a float64 loss), must lead to a graph for the new layout."""
+
+    def counter_to_double(step):
+        if step == 3:
+            for state in optimizer_of["run"].state.values():
+                state["step"].data = state["step"].data.double()
+
+    optimizer_of = {}
+
+    def nadam(fused):
+        def make(params):
+            optimizer_of["run"] = optim.NAdam(params, lr=0.01, fused=fused)
+            return optimizer_of["run"]
+
+        return _train(make, 8, after_step=counter_to_double)[0]
+
+    for a, b in zip(nadam(True), nadam(False), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+    def irprop(fused):
+        params = _params()
+        optimizer = optim.Rprop(params, lr=0.01, variant="irprop+", fused=fused)
+        for step in range(8):
+
+            def closure(step=step):
+                optimizer.zero_grad()
+                loss = sum(wavy_loss(p.reshape(-1)) * (i + 1) for i, p in enumerate(params))
+                loss.backward()
+                return loss.detach().double() if step >= 3 else loss
+
+            optimizer.step(closure)
+        return params, optimizer
+
+    (fused, fused_optimizer), (eager, _) = irprop(True), irprop(False)
+    for a, b in zip(fused, eager, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+        assert fused_optimizer.state[a]["prev_loss"].dtype == torch.float64

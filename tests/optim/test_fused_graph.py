@@ -281,3 +281,96 @@ def test_rprop_compiled_form_keeps_nan_and_infinity_where_eager_does(variant, un
             torch.testing.assert_close(
                 fused_optimizer.state[a][name], eager_optimizer.state[b][name], equal_nan=True
             )
+
+
+def _race(build, steps=6, change=None, shapes=((3, 3), (7,))):
+    """Parameters and optimizer after ``steps`` steps of random gradients (written into the
+    existing gradients, as backward does); ``change(step, params, optimizer)`` runs before each."""
+    generator = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(s, generator=generator)) for s in shapes]
+    optimizer = build(params)
+    for step in range(steps):
+        for param in params:
+            fresh = torch.randn(param.shape, generator=generator)
+            if param.grad is None:
+                param.grad = fresh
+            else:
+                param.grad.copy_(fresh)
+        if change is not None:
+            change(step, params, optimizer)
+        optimizer.step()
+    return params, optimizer
+
+
+def _same_runs(build, change, steps=6):
+    eager, eager_optimizer = _race(lambda p: build(p, False), steps, change)
+    fused, fused_optimizer = _race(lambda p: build(p, True), steps, change)
+    for a, b in zip(fused, eager, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+        for name, value in eager_optimizer.state[b].items():
+            if isinstance(value, torch.Tensor):
+                torch.testing.assert_close(fused_optimizer.state[a][name], value)
+
+
+def test_a_state_entry_the_update_creates_is_taken_into_the_state(uncompiled):
+    """SGD creates its momentum buffer at the first step with momentum, which (a parameter whose
+    gradient comes late, momentum switched on later) can be a compiled step: the graph returns it,
+    the chunk's next step takes a graph with the buffer among its arguments."""
+
+    def late_gradient(step, params, optimizer):
+        if step < 3:
+            params[1].grad = None
+
+    def momentum_later(step, params, optimizer):
+        if step == 3:
+            optimizer.param_groups[0]["momentum"] = 0.9
+
+    for change, momentum in ((late_gradient, 0.9), (momentum_later, 0.0)):
+        _same_runs(
+            lambda p, fused, momentum=momentum: optim.SGD(
+                p, lr=torch.tensor(0.05), momentum=momentum, fused=fused
+            ),
+            change,
+        )
+
+
+def _state_moved_in_place(step, params, optimizer):
+    if step == 3:
+        for state in optimizer.state.values():
+            for value in state.values():
+                if isinstance(value, torch.Tensor):
+                    value.data = value.data.clone()  # what .to(device) or pin_memory() do
+
+
+def _gradient_transposed(step, params, optimizer):
+    if step == 3:
+        params[0].grad = params[0].grad.t()  # same memory, read in another order
+
+
+def _parameter_transposed(step, params, optimizer):
+    if step == 3:
+        params[0].data = params[0].data.t()
+
+
+@pytest.mark.parametrize(
+    "change", [_state_moved_in_place, _gradient_transposed, _parameter_transposed]
+)
+def test_tensors_given_new_memory_or_order_in_place_are_seen(change, uncompiled):
+    """The same tensor objects with new memory, or the same memory in another order, must not
+    be stepped through the aliases of the old (the chunks are built again)."""
+    _same_runs(lambda p, fused: optim.RMSprop(p, lr=0.01, momentum=0.5, fused=fused), change)
+
+
+def test_a_tensor_hyperparameter_that_switches_a_term_declines_the_graph_quietly(
+    uncompiled, monkeypatch, recwarn
+):
+    """``weight_decay=torch.tensor(0.1)``: whether the term is on depends on the tensor's value,
+    which a graph cannot branch on; the chunk steps through torch.compile (here the eager update),
+    with the same numbers, and nothing warns of a failure."""
+    monkeypatch.setattr(_fused, "compiled", lambda update: update)
+    _same_runs(
+        lambda p, fused: optim.RMSprop(p, lr=0.01, weight_decay=torch.tensor(0.1), fused=fused),
+        None,
+    )
+    assert _fused_graph.stats["declined"] >= 1
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

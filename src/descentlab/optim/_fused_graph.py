@@ -139,8 +139,9 @@ class ChunkRunner:
         self.graph = graph
         self.hyper_key = hyper_key
         self.arguments, positions = _arguments(chunk) if graph else ([], {})
-        #: Where each output (an assigned entry) sits in ``arguments``.
-        self.positions = [positions[slot] for slot in graph.slots] if graph else []
+        #: Where each output (an assigned entry) sits in ``arguments``; None for an entry that
+        #: was not a tensor when the graph was traced (SGD's first momentum buffer).
+        self.positions = [positions.get(slot) for slot in graph.slots] if graph else []
 
 
 def _arguments(chunk: Any) -> tuple[list[Tensor], dict[tuple[int, str], int]]:
@@ -171,15 +172,25 @@ def run(update: Callable[..., None], chunks: list, hyperparameters: dict[str, An
         arguments = runner.arguments
         outputs = runner.graph.call([*arguments, *hyper_tensors])
         if runner.graph.slots:
-            members = chunk.members
-            for (member, name), position, value in zip(
-                runner.graph.slots, runner.positions, outputs, strict=True
-            ):
-                members[member].take(name, value)
-                arguments[position] = value
-            for member in runner.graph.assigning:
-                members[member].taken()
+            _write_back(chunk, runner, outputs)
     return left
+
+
+def _write_back(chunk: Any, runner: ChunkRunner, outputs: Any) -> None:
+    """Put the entries the update assigned into the members' states, and into the runner's
+    arguments where they take the place of a tensor of the same layout; otherwise the chunk's
+    layout has changed (a new tensor entry, a new dtype) and its next step finds a new graph."""
+    members, arguments = chunk.members, runner.arguments
+    for (member, name), position, value in zip(
+        runner.graph.slots, runner.positions, outputs, strict=True
+    ):
+        members[member].take(name, value)
+        if position is not None and _tensor_key(value) == _tensor_key(arguments[position]):
+            arguments[position] = value
+        else:
+            chunk.runner = None
+    for member in runner.graph.assigning:
+        members[member].taken()
 
 
 def _runner(
@@ -206,9 +217,13 @@ def _runner(
 def _build(
     update: Callable[..., None], chunk: Any, hyperparameters: dict[str, Any]
 ) -> _Graph | None:
+    from torch.fx.experimental.symbolic_shapes import GuardOnDataDependentSymNode
+
     try:
         graph = _trace_and_compile(update, chunk, hyperparameters)
-    except _Unsupported:
+    except (_Unsupported, GuardOnDataDependentSymNode):
+        # The latter: the update branches on a tensor's value (a tensor weight_decay that
+        # switches its term on), which a graph cannot; torch.compile breaks its graph there.
         stats["declined"] += 1
         return None
     except Exception as error:  # private entry points of torch: a missing or changed one
