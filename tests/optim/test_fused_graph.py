@@ -374,3 +374,27 @@ def test_a_tensor_hyperparameter_that_switches_a_term_declines_the_graph_quietly
     )
     assert _fused_graph.stats["declined"] >= 1
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+
+
+def test_a_loss_given_as_a_number_enters_the_graph_as_a_tensor(uncompiled):
+    """irprop+ compares losses; a closure returning ``loss.item()`` gives a new number at every
+    step, which must not build a graph per step."""
+
+    def run(fused):
+        params = [p.detach().clone().requires_grad_() for p in _race(lambda p: None, 0)[0]]
+        optimizer = optim.Rprop(params, lr=0.01, variant="irprop+", fused=fused)
+
+        def closure():
+            optimizer.zero_grad()
+            loss = sum(wavy_loss(p.reshape(-1)) for p in params)
+            loss.backward()
+            return loss.item()
+
+        for _ in range(8):
+            optimizer.step(closure)
+        return params
+
+    eager, fused = run(False), run(True)
+    assert _fused_graph.stats == {"graphs": 1}
+    for a, b in zip(fused, eager, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)

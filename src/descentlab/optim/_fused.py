@@ -117,6 +117,11 @@ class _CompiledStep:
         lr = hyperparameters.get("lr")
         if isinstance(lr, float | int) and not isinstance(lr, bool):
             hyperparameters["lr"] = torch.tensor(lr, dtype=torch.float64)
+        loss = hyperparameters.get("loss")
+        if isinstance(loss, float | int) and not isinstance(loss, bool):
+            # A closure's ``loss.item()``: a new number every step, a constant of the graph
+            # (a new graph per step) unless it enters as a tensor, as the update makes it.
+            hyperparameters["loss"] = torch.as_tensor(loss)
         # Per-run or per-coordinate tensors broadcast against the parameter's own shape.
         flatten = not _shaped_hyperparameter(hyperparameters)
         cache = self.cache if flatten and self.cache is not None else ChunkCache()
