@@ -398,3 +398,21 @@ def test_a_loss_given_as_a_number_enters_the_graph_as_a_tensor(uncompiled):
     assert _fused_graph.stats == {"graphs": 1}
     for a, b in zip(fused, eager, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_schedule_free_keeps_its_running_sums_in_float32_for_bfloat16_parameters(uncompiled):
+    """The eager step keeps ``lr_max`` and ``weight_sum`` as Python numbers; the fused path makes
+    them tensors, which in bfloat16 would stop the sum growing (2 % off after 300 steps)."""
+
+    def run(fused):
+        params = [torch.linspace(-1, 1, 6, dtype=torch.bfloat16).requires_grad_()]
+        optimizer = optim.create("schedulefree_adamw", params, lr=0.01, fused=fused)
+        for _ in range(300):
+            optimizer.zero_grad()
+            (params[0].float() ** 2).sum().backward()
+            optimizer.step()
+        return optimizer.state[params[0]]
+
+    eager, fused = run(False), run(True)
+    assert fused["weight_sum"].dtype == torch.float32
+    assert float(fused["weight_sum"]) == pytest.approx(eager["weight_sum"], rel=1e-5)

@@ -163,10 +163,12 @@ class _CompiledStep:
 
 def _tensor_numbers(state: dict[str, Any], param: Tensor) -> None:
     """Python-number entries of ``state`` as 0-d tensors, so that a new value does not compile
-    the update again."""
+    the update again: in the parameter's dtype, at least float32 (a running sum in bfloat16
+    stops growing)."""
+    dtype = torch.promote_types(param.dtype, torch.float32)
     for key, value in state.items():
         if isinstance(value, float):
-            state[key] = torch.tensor(value, dtype=param.dtype, device=param.device)
+            state[key] = torch.tensor(value, dtype=dtype, device=param.device)
 
 
 #: Parameters per call of the compiled update. Fewer calls cost less Python per step, and a

@@ -74,9 +74,21 @@ def init_state_adamw(param: Tensor) -> dict[str, Any]:
 
 
 def _in_dtype(value: Hyper, like: Tensor) -> Hyper:
-    # Tensor bookkeeping is kept in the parameter's dtype, which is what load_state_dict
-    # casts it to: a resumed run then continues bit-identically.
+    # The step's averaging weight, in the parameter's dtype (lerp_ takes a weight of its own).
     return value.to(like.dtype) if isinstance(value, Tensor) else value
+
+
+def _bookkeeping_dtype(like: Tensor) -> torch.dtype:
+    """The dtype of ``lr_max`` and ``weight_sum`` as tensors: the parameter's, at least float32.
+    A sum of weights kept in bfloat16 (8 significant bits) stops growing once a step's weight is
+    under half its last digit, which skews the average within a few hundred steps; the step's
+    averaging weight itself is then rounded to the parameter's dtype (``_in_dtype``)."""
+    return torch.promote_types(like.dtype, torch.float32)
+
+
+def _kept(value: Hyper, like: Tensor) -> Hyper:
+    """A bookkeeping value as the state keeps it (see :func:`_bookkeeping_dtype`)."""
+    return value.to(_bookkeeping_dtype(like)) if isinstance(value, Tensor) else value
 
 
 def _one(value: Any) -> Any:
@@ -95,15 +107,16 @@ def averaging_weight(state: dict[str, Any], lr: Hyper, r: Hyper, weight_lr_power
     step = count(state["step"])
     previous = _one(state["lr_max"])
     if isinstance(lr, Tensor) or isinstance(previous, Tensor):
+        dtype = _bookkeeping_dtype(like)
         lr_max = torch.maximum(
-            torch.as_tensor(lr, dtype=like.dtype), torch.as_tensor(previous, dtype=like.dtype)
+            torch.as_tensor(lr, dtype=dtype), torch.as_tensor(previous, dtype=dtype)
         )
     else:
         lr_max = max(lr, previous)
     weight = (step**r) * (lr_max**weight_lr_power)
     weight_sum = _one(state["weight_sum"]) + weight
-    write_entry(state, "lr_max", _in_dtype(lr_max, like))
-    write_entry(state, "weight_sum", _in_dtype(weight_sum, like))
+    write_entry(state, "lr_max", _kept(lr_max, like))
+    write_entry(state, "weight_sum", _kept(weight_sum, like))
     if isinstance(weight_sum, Tensor):
         # A zero sum (lr = 0 so far) means nothing to average yet: weight 0, as the reference.
         safe = torch.where(weight_sum > 0, weight_sum, torch.ones_like(weight_sum))
