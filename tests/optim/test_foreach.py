@@ -250,3 +250,43 @@ def test_state_list_reads_and_writes_every_state():
     view["count"] = 2.0
     assert torch.equal(states[1]["m"], torch.full((3,), 2.0))
     assert states[0]["count"] == 2.0 and "m" in view and view.get("missing") is None
+
+
+def _moved_in_place(key, entry, index, steps=6, **settings):
+    """Parameters and the moved entry after ``steps`` steps in which, before the fourth, the
+    ``entry`` of parameter ``index`` gets new memory in place (``.data = ...``: the same object,
+    its version counter unchanged), a buffer then also written through the tensor itself."""
+    runs = []
+    for foreach in (False, True):
+        params = [torch.nn.Parameter(torch.linspace(-1, 2, n)) for n in (3, 2)]
+        optimizer = optim.create(key, params, foreach=foreach, **settings)
+        for t in range(steps):
+            for i, p in enumerate(params):
+                p.grad = torch.full_like(p, 0.3 * (t + 1) * (i + 1)) - 0.1 * p.detach()
+            if t == 3:
+                value = optimizer.state[params[index]][entry]
+                if value.dim():
+                    value.data = value.data.clone()
+                    value.mul_(0.5)
+                else:
+                    value.data = value.data + 90
+            optimizer.step()
+        runs.append((params, optimizer.state[params[index]][entry]))
+    (eager, eager_entry), (listed, listed_entry) = runs
+    for a, b in zip(listed, eager, strict=True):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(listed_entry, eager_entry)
+
+
+def test_a_quickprop_buffer_given_new_memory_in_place_leaves_its_flat_tensor():
+    """Quickprop's foreach form keeps its buffers as parts of one flat tensor; a part moved by
+    ``.data`` still names that tensor as its base, and the first part's offset is 0 either way."""
+    _moved_in_place("quickprop", "prev_update", index=0)
+    _moved_in_place("quickprop", "prev_grad", index=1)
+
+
+def test_a_step_counter_given_new_memory_in_place_is_read_again():
+    """A bucket's step counters are read once while they stay the same tensors at the same
+    version; ``.data = ...`` keeps both, so their memory is checked too."""
+    _moved_in_place("adam", "step", index=1, lr=0.1)
+    _moved_in_place("asgd", "eta", index=0)

@@ -46,6 +46,8 @@ from ._tensor_list import StateList, TensorList
 # a visible part of a small step).
 _DTYPE = operator.attrgetter("dtype")
 _VERSION = operator.attrgetter("_version")
+# A tensor given new memory in place (``step.data = ...``) keeps its object and version counter.
+_DATA_PTR = torch._C.TensorBase.data_ptr
 
 __all__ = [
     "BucketCache",
@@ -91,8 +93,9 @@ class _Bucket:
     scalar_keys: tuple[str, ...]
     #: For each scalar key: the entry of every member as last seen (the objects themselves).
     values: list[list[Any]]
-    #: For each scalar key holding 0-d tensors: their version counters as last seen, else None.
-    versions: list[list[int] | None]
+    #: For each scalar key holding 0-d tensors: their version counters and data pointers as last
+    #: seen (a tensor given new memory in place keeps both object and counter), else None.
+    versions: list[tuple[list[int], list[int]] | None]
 
 
 def _find_buckets(params: list[Tensor], grads: list[Tensor], states: list[dict]) -> list[_Bucket]:
@@ -120,7 +123,7 @@ def _read_entries(bucket: _Bucket, states: list[dict]) -> tuple[list, list] | No
         if isinstance(first, Tensor):
             if first.dim() != 0:
                 return None
-            versions.append(list(map(_VERSION, entries)))
+            versions.append((list(map(_VERSION, entries)), list(map(_DATA_PTR, entries))))
         else:
             versions.append(None)
         values.append(entries)

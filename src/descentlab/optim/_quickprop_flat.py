@@ -118,6 +118,10 @@ def flat_state(state, key: str, sizes: list[int]) -> Tensor:
     return flat
 
 
+def _advance(width: int):
+    return lambda address, size: address + size * width
+
+
 def _consecutive_parts_of(tensors: list[Tensor], sizes: list[int]) -> Tensor | None:
     """The 1-D tensor whose consecutive contiguous parts ``tensors`` (of ``sizes`` elements)
     are, in order, or None."""
@@ -126,7 +130,10 @@ def _consecutive_parts_of(tensors: list[Tensor], sizes: list[int]) -> Tensor | N
         return None
     if base.numel() != sum(sizes) or any(t._base is not base for t in tensors):
         return None
-    offsets = list(itertools.accumulate(sizes[:-1], initial=base.storage_offset()))
-    if [t.storage_offset() for t in tensors] != offsets:
+    # By address, not storage offset alone: a part given new memory in place (``.data = ...``)
+    # still names the flat tensor as its ``_base``, and a first part's new offset is 0 as well.
+    width = base.element_size()
+    addresses = itertools.accumulate(sizes[:-1], initial=base.data_ptr(), func=_advance(width))
+    if [t.data_ptr() for t in tensors] != list(addresses):
         return None
     return base if all(t.is_contiguous() for t in tensors) else None
