@@ -118,10 +118,6 @@ def flat_state(state, key: str, sizes: list[int]) -> Tensor:
     return flat
 
 
-def _advance(width: int):
-    return lambda address, size: address + size * width
-
-
 def _consecutive_parts_of(tensors: list[Tensor], sizes: list[int]) -> Tensor | None:
     """The 1-D tensor whose consecutive contiguous parts ``tensors`` (of ``sizes`` elements)
     are, in order, or None."""
@@ -132,8 +128,8 @@ def _consecutive_parts_of(tensors: list[Tensor], sizes: list[int]) -> Tensor | N
         return None
     # By address, not storage offset alone: a part given new memory in place (``.data = ...``)
     # still names the flat tensor as its ``_base``, and a first part's new offset is 0 as well.
-    width = base.element_size()
-    addresses = itertools.accumulate(sizes[:-1], initial=base.data_ptr(), func=_advance(width))
-    if [t.data_ptr() for t in tensors] != list(addresses):
+    start, width = base.data_ptr(), base.element_size()
+    offsets = itertools.accumulate(sizes[:-1], initial=0)
+    if [t.data_ptr() for t in tensors] != [start + offset * width for offset in offsets]:
         return None
     return base if all(t.is_contiguous() for t in tensors) else None

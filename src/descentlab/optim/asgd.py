@@ -29,7 +29,7 @@ from torch import Tensor
 from . import _hyper
 from ._base import Optimizer, torch_flags
 from ._hyper import Hyper
-from ._state import advance, apply_weight_decay, scalar_dtype, step_counter
+from ._state import advance, apply_weight_decay, scalar_dtype, step_counter, write_entry
 from .spec import Hyperparameter, Paper, Spec, StateBuffer
 
 
@@ -46,19 +46,11 @@ def init_state(param: Tensor, *, lr: Hyper) -> dict[str, Any]:
 
 def _store(state: dict[str, Any], key: str, value: Hyper) -> None:
     """Write a new eta or mu in the state's dtype: into the 0-d tensor as torch does, or as a
-    new per-run tensor.
-
-    A value of the entry's shape is copied in (``copy_`` rounds to the entry's dtype); only a
-    new shape makes a new tensor. Under a compiler that keeps the graph free of ``detach`` and
-    dtype-conversion copies, which Inductor runs as separate calls per parameter.
-    """
-    current = state[key]
-    if not isinstance(value, Tensor):
-        current.copy_(torch.as_tensor(value))
-    elif value.shape == current.shape:
-        current.copy_(value)
+    new per-run tensor (``write_entry``, which keeps a compiled graph free of new tensors)."""
+    if isinstance(value, Tensor):
+        write_entry(state, key, value.to(state[key].dtype))
     else:
-        state[key] = value.detach().to(current.dtype, copy=True)
+        state[key].copy_(torch.as_tensor(value))
 
 
 def update(
