@@ -36,9 +36,18 @@ def database(postgres_url):
 
 
 def _plan_trials(url: str):
-    (summary,) = optuna.get_all_study_summaries(storage=url)
-    study = optuna.load_study(study_name=summary.study_name, storage=url)
-    return study.get_trials(deepcopy=False)
+    """The one study's trials, read through a storage that is closed again before returning.
+
+    The kill test polls ten times a second; an engine left to the garbage collector keeps its
+    connection open, and under load the polls exhausted the server's connections.
+    """
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"poolclass": sqlalchemy.pool.NullPool})
+    try:
+        (summary,) = optuna.get_all_study_summaries(storage=storage)
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        return study.get_trials(deepcopy=False)
+    finally:
+        storage.engine.dispose()
 
 
 def _completed(trials):
