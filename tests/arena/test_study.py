@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import Counter
@@ -18,6 +19,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from descentlab import arena
+from descentlab.arena import study
 
 #: A comparison big enough to kill mid-way: 3 optimizers x (4 tuning points + 2 seeds).
 ARGUMENTS = {"optimizers": "sgd,adam,rmsprop", "budget": 4, "seeds": 2, "epochs": 6}
@@ -27,12 +29,7 @@ PLANNED = 3 * (4 + 2)
 @pytest.fixture
 def database(postgres_url):
     """A fresh database on the session's server, so each test starts from an empty storage."""
-    name = f"arena_{uuid.uuid4().hex[:10]}"
-    engine = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
-    engine.dispose()
-    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    return _fresh_database(postgres_url)
 
 
 def _plan_trials(url: str):
@@ -90,6 +87,8 @@ def _worker(url: str) -> subprocess.Popen:
 
 
 def test_a_killed_worker_started_again_loses_and_repeats_nothing(database):
+    # The tables first, so that the polls below never race the worker to create them.
+    study.close_storage(study.open_storage(database))
     worker = _worker(database)
     deadline = time.monotonic() + 300
     finished_before: dict[int, float] = {}
@@ -121,3 +120,47 @@ def test_a_killed_worker_started_again_loses_and_repeats_nothing(database):
     assert {t.number: t.value for t in done if t.number in finished_before} == finished_before
     killed = [t for t in trials if t.state == TrialState.FAIL]
     assert killed, "the killed worker's running trials should be failed and retried"
+
+
+def test_a_comparison_closes_its_connections(database):
+    """A process that compares again and again must not hold a connection per comparison."""
+    small = {"optimizers": "sgd", "budget": 1, "seeds": 1, "epochs": 1}
+    arena.compare("digits-logreg", storage=database, progress=False, **small)
+    name = database.rsplit("/", 1)[1]
+    engine = sqlalchemy.create_engine(database, poolclass=sqlalchemy.pool.NullPool)
+    query = sqlalchemy.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = :name AND pid <> pg_backend_pid()"
+    )
+    with engine.connect() as connection:
+        assert connection.execute(query, {"name": name}).scalar() == 0
+
+
+def _fresh_database(postgres_url: str) -> str:
+    name = f"arena_{uuid.uuid4().hex[:10]}"
+    engine = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def test_workers_opening_an_empty_database_together_all_open_it(postgres_url):
+    """Optuna creates its tables on first use; the workers that lose that race try again."""
+    for _ in range(4):
+        url = _fresh_database(postgres_url)
+        barrier = threading.Barrier(4)
+        errors: list[BaseException] = []
+
+        def open_together(url=url, barrier=barrier, errors=errors):
+            barrier.wait()
+            try:
+                study.close_storage(study.open_storage(url))
+            except BaseException as error:  # noqa: BLE001 (collected, asserted below)
+                errors.append(error)
+
+        threads = [threading.Thread(target=open_together) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors

@@ -110,27 +110,31 @@ def compare(
     }
     items = study.plan_items(problem, keys, budget, seeds, search, seed)
     storage_object = study.open_storage(storage)
-    name = study.study_name(problem, plan)
-    the_study = study.create_or_load(storage_object, name, items, seed)
-    total = len(items)
-    report = _reporter(progress, total, len(study.finished_runs(the_study)))
-    helpers = _start_workers(workers - 1, storage, name, plan)
     try:
-        study.work(
-            the_study,
-            problem,
-            settings,
-            budget,
-            search,
-            batch=batch or budget,
-            on_done=report,
-            notice=notice,
-        )
+        name = study.study_name(problem, plan)
+        the_study = study.create_or_load(storage_object, name, items, seed)
+        total = len(items)
+        report = _reporter(progress, total, len(study.finished_runs(the_study)))
+        helpers = _start_workers(workers - 1, storage, name, plan)
+        try:
+            study.work(
+                the_study,
+                problem,
+                settings,
+                budget,
+                search,
+                batch=batch or budget,
+                on_done=report,
+                notice=notice,
+            )
+        finally:
+            for process in helpers:
+                process.join()
+            report(None)
+        runs = study.finished_runs(the_study)
     finally:
-        for process in helpers:
-            process.join()
-        report(None)
-    return assemble(problem, plan, study.finished_runs(the_study))
+        study.close_storage(storage_object)
+    return assemble(problem, plan, runs)
 
 
 def assemble(problem: Problem, plan: dict[str, Any], runs) -> Comparison:
@@ -226,5 +230,11 @@ def worker(storage: str, name: str, plan: dict[str, Any]) -> None:
     items = study.plan_items(
         problem, plan["optimizers"], plan["budget"], plan["seeds"], plan["search"], plan["seed"]
     )
-    the_study = study.create_or_load(study.open_storage(storage), name, items, plan["seed"])
-    study.work(the_study, problem, settings, plan["budget"], plan["search"], batch=plan["budget"])
+    storage_object = study.open_storage(storage)
+    try:
+        the_study = study.create_or_load(storage_object, name, items, plan["seed"])
+        study.work(
+            the_study, problem, settings, plan["budget"], plan["search"], batch=plan["budget"]
+        )
+    finally:
+        study.close_storage(storage_object)

@@ -66,12 +66,47 @@ def open_storage(url: str | None) -> optuna.storages.BaseStorage:
             else:
                 old = optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)
                 callback = {"failed_trial_callback": old}
-            return optuna.storages.RDBStorage(
+            return _first_storage(
                 url, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS, **callback
             )
     except Exception as error:  # driver and connection errors come in many types
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ConnectionError(f"cannot open the storage {_hide_password(url)}: {first}") from None
+
+
+#: Attempts at opening a storage whose tables another process is creating at the same moment.
+SCHEMA_ATTEMPTS = 5
+
+
+def _first_storage(url: str, **options: Any) -> optuna.storages.RDBStorage:
+    """``RDBStorage(url)``, tried again while another process creates the same tables.
+
+    Optuna creates its tables (and PostgreSQL their types) on first use; workers started together
+    on an empty database race for that, and the losers fail with a duplicate table, type or key.
+    Once the winner is done, the tables exist and a new attempt opens them.
+    """
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            return optuna.storages.RDBStorage(url, **options)
+        except (IntegrityError, ProgrammingError):
+            if attempt == SCHEMA_ATTEMPTS - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def close_storage(storage: optuna.storages.BaseStorage) -> None:
+    """Close an RDB storage's connections now.
+
+    An engine left to the garbage collector keeps its pooled connections open until a collection
+    finds it (the storage sits in reference cycles), so a process that compares again and again
+    on a server would hold more connections each time; a server refuses clients past its limit.
+    """
+    engine = getattr(storage, "engine", None)
+    if engine is not None:
+        engine.dispose()
 
 
 def _hide_password(url: str) -> str:
@@ -139,8 +174,16 @@ class _Heartbeat:
         # Optuna wraps an RDB storage in a cache that beats through to it: ask the storage.
         interval = getattr(self.storage, "get_heartbeat_interval", lambda: None)()
         self.enabled = interval is not None
+        self.thread = threading.Thread(target=self._beat, daemon=True)
         if self.enabled:
-            threading.Thread(target=self._beat, daemon=True).start()
+            self.thread.start()
+
+    def close(self) -> None:
+        """Stop beating, and wait for a beat under way so that none starts after the storage
+        is closed (a beat blocked on a dead server is left behind after a few seconds)."""
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=GRACE_SECONDS)
 
     def _beat(self) -> None:
         while not self.stop.wait(HEARTBEAT_SECONDS):
@@ -279,7 +322,7 @@ def work(
                     return
                 time.sleep(0.3)
     finally:
-        heartbeat.stop.set()
+        heartbeat.close()
 
 
 def _complete(study: optuna.Study) -> bool:
