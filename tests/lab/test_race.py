@@ -250,6 +250,29 @@ def test_steps_to_tolerance_agree_between_record_modes_and_ignore_diverged_runs(
     assert 0 < final.steps_to_tolerance[1] < final.steps_to_tolerance[0]
 
 
+#: Runs that overflow float32 at different steps, and a loss that turns NaN where the position
+#: stays finite (the log of a negative number).
+DIVERGING = [
+    ("ravine", [("sgd", {"lr": [0.1, 3.0, 1.05]})], [[1.0, 1.0]], 100, torch.float32, [-1, 19, 38]),
+    ("(x-1)**2 + y**2 + 0.01*log(x)", ["sgd:lr=0.9"], [[3.0, 0.0]], 20, torch.float64, [1]),
+]
+
+
+@pytest.mark.parametrize(
+    ("landscape", "optimizers", "start", "steps", "dtype", "expected"), DIVERGING
+)
+def test_divergence_steps_agree_between_record_modes(
+    landscape, optimizers, start, steps, dtype, expected
+):
+    results = [
+        lab.race(landscape, optimizers, start, steps, record=mode, dtype=dtype)
+        for mode in ("final", "path", "inspect")
+    ]
+    for result in results:
+        assert result.diverged_at.tolist() == expected
+        assert torch.equal(result.diverged, results[0].diverged)
+
+
 def test_schedule_free_is_recorded_at_its_averaged_point():
     result = lab.race(
         "ravine", ["schedulefree_sgd:lr=0.05"], [[-2.0, 1.0]], 20, dtype=torch.float64

@@ -95,3 +95,18 @@ def test_a_race_on_several_landscapes_refuses_bad_arguments_by_name():
         lab.race_assorted(["ravine", "booth"], entries, [0, 1], momentum=0.9)
     with pytest.raises(ValueError, match="landscapes: give a non-empty list"):
         lab.race_assorted("ravine", entries, [0, 0])
+
+
+def test_a_float64_share_reaches_a_tolerance_finer_than_float32():
+    """The threshold min + 1e-9 must not be rounded to float32 (below the minimum: never met)."""
+    entry = ("adam", {"lr": 0.02}, [[0.5, -0.5]])
+    options = {"steps": 400, "dtype": torch.float64, "tolerance": 1e-9}
+    alone = lab.race("six_hump_camel", [entry], **options)
+    camel, _ = lab.race_assorted(
+        ["six_hump_camel", "booth"],
+        [entry, ("adam", {"lr": 0.02}, [[0.0, 0.0]])],
+        [0, 1],
+        **options,
+    )
+    assert alone.steps_to_tolerance.tolist() == camel.steps_to_tolerance.tolist()
+    assert alone.steps_to_tolerance[0] > 0

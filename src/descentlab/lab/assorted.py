@@ -112,7 +112,10 @@ def threshold_of(where, tolerance: float, dtype: torch.dtype) -> float | Tensor 
     if not any(surface.minima for surface in where.surfaces):
         return None
     values = [
-        torch.tensor(min(m.value for m in s.minima) + tolerance if s.minima else math.nan)
+        torch.tensor(
+            min(m.value for m in s.minima) + tolerance if s.minima else math.nan,
+            dtype=torch.float64,  # not rounded to float32 first: a float64 race reads it
+        )
         for s in where.surfaces
     ]
     return where.per_row(values).to(dtype)

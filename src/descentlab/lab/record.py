@@ -76,6 +76,9 @@ class Recorder:
         self.within = None
         if mode == "final" and threshold is not None:
             self.within = torch.empty((steps, runs), dtype=torch.bool)
+        # Likewise, without recorded losses, which losses were finite (a loss can turn NaN where
+        # the position stays finite: log of a negative number), to tell when each run diverged.
+        self.finite = torch.empty((steps, runs), dtype=torch.bool) if mode == "final" else None
         self.state: dict[str, Tensor] = {}
         if mode != "final":
             self.path = torch.empty((steps + 1, *position.shape), dtype=position.dtype)
@@ -96,6 +99,7 @@ class Recorder:
         part.diverged_at = self.diverged_at[begin:end].clone()
         part.reached_at = self.reached_at[begin:end].clone()
         part.within = None if self.within is None else self.within[:, begin:end]
+        part.finite = None if self.finite is None else self.finite[:, begin:end]
         part.path = None if self.path is None else self.path[:, begin:end]
         part.loss = None if self.loss is None else self.loss[:, begin:end]
         part.grad = None if self.grad is None else self.grad[:, begin:end]
@@ -107,11 +111,13 @@ class Recorder:
     ) -> None:
         """Called after step ``step`` with the per-run loss evaluated before that step.
 
-        Divergence is not checked here: a non-finite position stays non-finite under every update,
-        so the final state (and the recorded losses, when kept) tell it at no per-step cost.
+        Divergence and tolerance are decided in ``finish``, from the recorded losses or, without
+        them, from the tables of finite and within-tolerance losses written here.
         """
         if self.within is not None:
             torch.le(loss, self.threshold, out=self.within[step])  # NaN is never within
+        if self.finite is not None:
+            self.finite[step] = torch.isfinite(loss)
         if self.path is None:
             return
         self.loss[step] = loss
@@ -145,12 +151,14 @@ class Recorder:
     def finish(self, final_loss: Tensor, position: Tensor, center: Tensor, limit: Tensor) -> None:
         """Close the record at the final position, whose loss was never before a step."""
         self.final, self.final_loss = position.clone(), final_loss
+        # The first step whose loss was not finite.
         if self.loss is not None:
             self.loss[-1] = final_loss
-            # The first step whose loss was not finite, where the losses were kept.
             self.diverged_at = torch.minimum(
                 self.diverged_at, first_true(~torch.isfinite(self.loss))
             )
+        elif self.finite is not None:
+            self.diverged_at = torch.minimum(self.diverged_at, first_true(~self.finite))
         escaped = ((position - center).abs() > limit).any(dim=-1) | ~torch.isfinite(final_loss)
         self.diverged_at = _first(self.diverged_at, escaped, self.steps)
         if self.threshold is not None:
