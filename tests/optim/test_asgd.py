@@ -176,3 +176,19 @@ def test_the_loss_used_above_is_the_drivers():
     param = torch.zeros(2, 2, dtype=torch.float64, requires_grad=True)
     loss([param]).backward()
     assert param.grad.shape == (2, 2)
+
+
+def test_a_tensor_lr_steps_a_float64_parameter_as_a_number_does():
+    """eta is kept in float32 (torch's scalar dtype); the shrink 1 - lambd * eta of a float64
+    parameter is still computed in float64, as the number path's Python arithmetic does."""
+    start = torch.linspace(-1.0, 1.0, 7, dtype=torch.float64)
+    results = []
+    for lr in (1e-2, torch.tensor(1e-2, dtype=torch.float64)):
+        param = start.clone().requires_grad_()
+        optimizer = ASGD([param], lr=lr, lambd=0.5, t0=3)
+        for _ in range(10):
+            optimizer.zero_grad()
+            (param**4).sum().backward()
+            optimizer.step()
+        results.append(param.detach())
+    assert torch.equal(results[0], results[1])

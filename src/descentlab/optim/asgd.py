@@ -87,6 +87,8 @@ def update(
             param.mul_(1 - lambd * eta_value)
             param.add_(grad, alpha=-eta_value)
         else:
+            # A float64 parameter's shrink in float64, as the number path computes it in Python.
+            eta = eta.to(torch.promote_types(eta.dtype, param.dtype))
             param.mul_(1 - lambd * eta)
             _hyper.sub_(param, grad, eta)
 
