@@ -203,6 +203,33 @@ def test_stacked_runs_with_tensor_hyperparameters_equal_separate_runs(variant):
         assert torch.equal(together[k], _run(single, alone, 60, per_run_loss=False)), k
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_one_bound_of_a_pair_may_be_a_tensor(variant):
+    """A per-run eta_minus with a shared eta_plus (and a per-run smallest step with a shared
+    largest): torch's clamp takes no mix of a tensor and a number."""
+    generator = torch.Generator().manual_seed(4)
+    starts_ = torch.randn(K, D, dtype=torch.float64, generator=generator)
+    eta_minus = torch.tensor(PER_RUN["eta_minus"], dtype=torch.float64).reshape(K, 1)
+    step_min = torch.tensor(PER_RUN["step_min"], dtype=torch.float64).reshape(K, 1)
+    stacked = starts_.clone().requires_grad_()
+    optimizer = Rprop(
+        [{"params": [stacked], "stack_dims": 1}],
+        etas=(eta_minus, 1.2),
+        step_sizes=(step_min, 50.0),
+        variant=variant,
+    )
+    together = _run(stacked, optimizer, 60, per_run_loss=True)
+    for k in range(K):
+        single = starts_[k].clone().requires_grad_()
+        alone = Rprop(
+            [single],
+            etas=(PER_RUN["eta_minus"][k], 1.2),
+            step_sizes=(PER_RUN["step_min"][k], 50.0),
+            variant=variant,
+        )
+        assert torch.equal(together[k], _run(single, alone, 60, per_run_loss=False)), k
+
+
 def test_rprop_plus_goes_back_to_the_previous_location():
     # f(w) = w^2 from 0.04 with step 0.1: the first step overshoots to -0.06, the sign flips.
     for variant, expected in [("rprop+", 0.04), ("irprop+", 0.04), ("irprop-", -0.06)]:

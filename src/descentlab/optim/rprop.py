@@ -48,6 +48,19 @@ def _as_dtype(value: Hyper, like: Tensor) -> Hyper:
     return value.to(dtype=like.dtype) if isinstance(value, Tensor) else value
 
 
+def _bounds(low: Hyper, high: Hyper, like: Tensor) -> tuple[Hyper, Hyper]:
+    """``clamp``'s bounds: both numbers, or both tensors in ``like``'s dtype (torch has no
+    clamp of a tensor bound and a number bound), which select the same values."""
+    if not isinstance(low, Tensor) and not isinstance(high, Tensor):
+        return low, high
+    return tuple(
+        bound.to(like.dtype)
+        if isinstance(bound, Tensor)
+        else torch.tensor(bound, dtype=like.dtype, device=like.device)  # 1.2 not via float32
+        for bound in (low, high)
+    )
+
+
 def _initial_step_size(param: Tensor, lr: Hyper) -> Tensor:
     if isinstance(lr, Tensor):
         return torch.empty_like(param, memory_format=torch.preserve_format).copy_(lr)
@@ -144,8 +157,8 @@ def update(
         selector = _selector(prev.mul_(grad).sign_(), eta_plus)
         # selector is 1 + X sign(...) with X >= eta_plus - 1 and X >= 1 - eta_minus: clamping it
         # to [eta_minus, eta_plus] gives exactly eta_plus, 1 or eta_minus.
-        factor = torch.clamp(selector, _as_dtype(eta_minus, prev), _as_dtype(eta_plus, prev))
-        step_size.mul_(factor).clamp_(_as_dtype(step_min, prev), _as_dtype(step_max, prev))
+        factor = torch.clamp(selector, *_bounds(eta_minus, eta_plus, prev))
+        step_size.mul_(factor).clamp_(*_bounds(step_min, step_max, prev))
         if variant == "rprop-":
             prev.copy_(grad)
         else:
@@ -180,8 +193,7 @@ def _compiled_step(
     eta_minus, eta_plus = (_as_dtype(eta, prev) for eta in etas)
     # A NaN product selects 1, as torch.sign(NaN) is 0 in the eager form.
     factor = torch.where(product > 0, eta_plus, torch.where(product < 0, eta_minus, 1.0))
-    step_min, step_max = (_as_dtype(size, prev) for size in step_sizes)
-    step_size.copy_(torch.clamp(step_size * factor, step_min, step_max))
+    step_size.copy_(torch.clamp(step_size * factor, *_bounds(*step_sizes, prev)))
     if variant == "rprop-":
         prev.copy_(grad)
     else:
