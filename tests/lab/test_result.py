@@ -34,3 +34,13 @@ def test_the_run_table_reads_each_run_like_a_list_built_up_front():
     assert list(table) == list(result.runs)
     with pytest.raises(IndexError):
         table[12]
+
+
+def test_values_given_by_the_constructors_name_are_reported_by_the_specs_names():
+    """``betas=(0.5, 0.9)`` is what the runs used: beta1 and beta2 say so, not the defaults."""
+    by_constructor = lab.race("ravine", [("adam", {"betas": (0.5, 0.9)})], [[1.0, 1.0]], 5)
+    by_spec = lab.race("ravine", [("adam", {"beta1": 0.5, "beta2": 0.9})], [[1.0, 1.0]], 5)
+    reported = by_constructor.runs[0].hyperparameters
+    assert (reported["beta1"], reported["beta2"]) == (0.5, 0.9)
+    assert by_spec.runs[0].hyperparameters["beta1"] == 0.5
+    assert (by_constructor.final == by_spec.final).all()

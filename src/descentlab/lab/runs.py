@@ -40,10 +40,19 @@ class Entry:
 
     def shared_hyperparameters(self) -> dict[str, Any]:
         """The hyperparameters every run of the entry shares: the spec's defaults, then the
-        values the user gave as single numbers."""
-        shared: dict[str, Any] = {
-            h.name: h.default for h in self.spec.hyperparameters if h.name not in self.fixed
-        }
+        values the user gave as single numbers, by the spec's name (``beta1``) or by the
+        constructor's (``betas``, which then also gives ``beta1`` and ``beta2``)."""
+        shared: dict[str, Any] = {}
+        for h in self.spec.hyperparameters:
+            if h.name in self.fixed:
+                continue
+            given = self.fixed.get(h.argument) if h.argument != h.name else None
+            if given is not None and h.index is not None and isinstance(given, tuple | list):
+                shared[h.name] = given[h.index] if h.index < len(given) else h.default
+            elif given is not None and h.index is None:
+                shared[h.name] = given
+            else:
+                shared[h.name] = h.default
         shared.update(self.fixed)
         return shared
 
