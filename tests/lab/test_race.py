@@ -328,3 +328,20 @@ def test_quasi_newton_races_converge_like_the_optimizer_driven_directly(key, sta
 def test_integer_settings_typed_in_an_entry_stay_integers():
     result = lab.race("rosenbrock", ["bfgs:max_iter=2,lr=1"], [[-1.2, 1.0]], 3)
     assert result.runs[0].hyperparameters["max_iter"] == 2
+
+
+def test_a_race_with_random_probes_follows_the_races_seed():
+    """Sophia draws Hessian probes: the race's seed fixes them, alone or beside other entries."""
+
+    def final(optimizers, seed=0):
+        result = lab.race(
+            "rosenbrock", optimizers, [[0.3, 0.2]], 15, seed=seed, dtype=torch.float64
+        )
+        return result.final[-1]
+
+    torch.manual_seed(1)
+    first = final(["sophia:lr=0.01"])
+    torch.manual_seed(2)  # torch's global generator plays no part
+    assert torch.equal(final(["sophia:lr=0.01"]), first)
+    assert torch.equal(final(["adam", "sophia:lr=0.01"]), first)
+    assert not torch.equal(final(["sophia:lr=0.01"], seed=1), first)

@@ -8,6 +8,7 @@ loops over runs in Python.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import warnings
 from collections.abc import Callable, Sequence
@@ -50,10 +51,16 @@ def _landscape(value: Any) -> landscapes.Landscape | Assorted:
 class _Runner:
     """One optimizer entry's stacked runs: positions, optimizer, and the per-step bookkeeping."""
 
-    def __init__(self, entry: Entry, replicas: int, restart_starts: Tensor | None) -> None:
+    def __init__(
+        self, entry: Entry, replicas: int, restart_starts: Tensor | None, seed: int
+    ) -> None:
         self.entry = entry
         starts = entry.starts
         kwargs = dict(entry.kwargs)
+        if "seed" not in kwargs and "seed" in inspect.signature(entry.spec.factory).parameters:
+            # Random probes (Sophia's) follow the race's seed, not torch's global generator:
+            # the same race gives the same runs, raced alone or beside other entries.
+            kwargs["seed"] = seed
         if replicas > 1:
             # Restarts: replica 0 starts where asked, the others at random points (given).
             starts = torch.cat([starts, restart_starts], dim=0)
@@ -181,7 +188,7 @@ def race(
         restarts: run each configuration from this many starts (the first as given, the rest random
             in the domain) and keep the best by final loss: random restarts against local minima.
         tolerance: a run has converged once its loss is within this of the global minimum value.
-        seed: seeds random starts, restarts and gradient noise.
+        seed: seeds random starts, restarts, gradient noise and random probes (Sophia's).
         dtype: float32 (fast) or float64.
 
     Schedule-Free optimizers step at their gradient point y but are judged at their averaged
@@ -208,7 +215,7 @@ def race(
         if restarts > 1:
             shape = ((restarts - 1) * entry.runs, surface.dim)
             extra = _uniform_in_domain(surface, shape, dtype, generator)
-        runners.append(_Runner(entry, restarts, extra))
+        runners.append(_Runner(entry, restarts, extra, seed))
     if isinstance(surface, Assorted) and sum(e.runs for e in entries) != surface.owner.numel():
         raise ValueError(
             f"run_landscape: {surface.owner.numel()} landscape indices for "
