@@ -182,6 +182,14 @@ def test_restarts_keep_the_best_of_several_starts():
     assert len(best.runs) == 1 and single.final.shape == (1, 2)
 
 
+def test_with_restarts_each_run_reports_the_start_it_kept():
+    starts = [[2.5, 2.5], [0.1, 0.1]]
+    result = lab.race("rastrigin", ["adam:lr=0.01"], starts, 50, restarts=8, seed=1, record="path")
+    reported = torch.tensor([run.start for run in result.runs])
+    assert torch.equal(reported, result.path[0])
+    assert not torch.equal(reported, torch.tensor(starts))  # a random replica won somewhere
+
+
 def test_typed_expression_races():
     result = lab.race("x**2 + 10*sin(y)", ["adam:lr=0.1"], [[1.0, 1.0]], 100)
     assert result.final_loss[0] < result.loss[0, 0]

@@ -322,6 +322,7 @@ def race(
         steps=steps,
         whole=whole,
         distance_to_minimum=distances_for(surface),
+        replica_starts=[runner.starts for runner in runners],
     )
 
 

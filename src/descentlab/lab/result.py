@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import dataclasses
 import itertools
 import json
 import math
@@ -152,16 +153,23 @@ class RaceResult:
         steps: int,
         whole: Recorder | None = None,
         distance_to_minimum: Callable[[Tensor], Tensor] | None = None,
+        replica_starts: list[Tensor] | None = None,
     ) -> RaceResult:
         """The result from each entry's recorder; ``whole``, when given, is one recorder whose
         per-step record already holds every entry's runs side by side, in order, taken as is.
         ``distance_to_minimum`` computes the final points' distances when the runs are not all
-        on ``surface`` (a race on several landscapes)."""
+        on ``surface`` (a race on several landscapes). With restarts, ``replica_starts`` holds
+        each entry's starts of every replica, so that each run reports the start it kept."""
         measure = distance_to_minimum or (lambda final: distance_to_minima(final, surface))
         parts = [
             _best_replicas(recorder, entry.runs, restarts)
             for entry, recorder in zip(entries, recorders, strict=True)
         ]
+        if restarts > 1 and replica_starts is not None:
+            entries = [
+                dataclasses.replace(entry, starts=starts[part["chosen"]])
+                for entry, starts, part in zip(entries, replica_starts, parts, strict=True)
+            ]
         runs = RunTable(entries)
         final = torch.cat([p["final"] for p in parts])
         recorded = parts[0]["path"] is not None
@@ -321,6 +329,7 @@ def _best_replicas(recorder: Recorder, runs: int, restarts: int) -> dict[str, An
         return record
     losses = recorder.final_loss.reshape(restarts, runs).nan_to_num(nan=math.inf)
     chosen = losses.argmin(dim=0) * runs + torch.arange(runs)
+    record["chosen"] = chosen
     for name in ("final", "final_loss", "diverged_at", "reached_at"):
         record[name] = record[name][chosen]
     for name in ("path", "loss", "grad"):
