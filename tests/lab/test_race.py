@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -190,6 +191,11 @@ def test_with_restarts_each_run_reports_the_start_it_kept():
     assert not torch.equal(reported, torch.tensor(starts))  # a random replica won somewhere
 
 
+def test_numpy_step_counts_and_a_tuple_of_names_are_taken():
+    result = lab.race("ravine", ("sgd", "adam"), [[1.0, 1.0]], np.int64(3), restarts=np.int64(1))
+    assert [run.optimizer for run in result.runs] == ["sgd", "adam"] and result.steps == 3
+
+
 def test_typed_expression_races():
     result = lab.race("x**2 + 10*sin(y)", ["adam:lr=0.1"], [[1.0, 1.0]], 100)
     assert result.final_loss[0] < result.loss[0, 0]
@@ -235,6 +241,12 @@ def test_one_schedule_per_entry_equals_each_entry_raced_under_its_own():
         ({"record": "all"}, "record must be one of"),
         ({"restarts": 0}, "restarts must be a positive integer"),
         ({"landscape": "x +* y"}, "invalid"),
+        ({"schedule": "cosine"}, r"schedule must be a descentlab.schedules schedule"),
+        ({"noise_schedule": "cosine"}, r"noise_schedule must be a descentlab.schedules"),
+        ({"clip": float("nan")}, "clip must be a finite number"),
+        ({"noise": float("nan")}, "noise must be a finite number"),
+        ({"tolerance": float("nan")}, "tolerance must be a finite number"),
+        ({"optimizers": 5}, "optimizers: give a name"),
     ],
 )
 def test_bad_input_is_a_clear_error(kwargs, message):

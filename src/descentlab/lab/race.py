@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
+import numbers
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -19,6 +21,7 @@ from torch import Tensor
 
 from .. import landscapes
 from ..optim import _stack
+from ..schedules import Schedule
 from .assorted import (
     Assorted,
     distances_for,
@@ -199,6 +202,8 @@ def race(
     """
     surface = _landscape(landscape)
     _check_arguments(steps, noise, clip, restarts, tolerance, dtype)
+    steps, restarts = int(steps), int(restarts)  # numpy's integers too
+    _checked_schedule("noise_schedule", noise_schedule)
     generator = torch.Generator().manual_seed(seed)
     items = _as_list(optimizers)
     # The race's starts are needed (and resolved) only when some entry has none of its own.
@@ -448,13 +453,25 @@ def _perturb(grad: Tensor, noise: Tensor | None, scale: float, clip: float | Non
 def _per_entry(schedule: Any, entries: list[Entry]) -> list[Any]:
     """One schedule (or None) per optimizer entry."""
     if not isinstance(schedule, list | tuple):
-        return [schedule] * len(entries)
+        return [_checked_schedule("schedule", schedule)] * len(entries)
     if len(schedule) != len(entries):
         raise ValueError(
             f"schedule: a list needs one schedule (or None) per optimizer entry: "
             f"{len(entries)} entries, {len(schedule)} schedules"
         )
-    return list(schedule)
+    return [_checked_schedule("schedule", item) for item in schedule]
+
+
+def _checked_schedule(name: str, schedule: Any) -> Any:
+    """``schedule`` when it is None or a descentlab schedule, else a clear error."""
+    if schedule is None or isinstance(schedule, Schedule):
+        return schedule
+    hint = ""
+    if isinstance(schedule, str):
+        hint = f"; make one with descentlab.schedules.create({schedule!r}, ...)"
+    raise TypeError(
+        f"{name} must be a descentlab.schedules schedule (or None), got {schedule!r}{hint}"
+    )
 
 
 def _factor(schedule: Any, step: int) -> float:
@@ -472,21 +489,39 @@ def _uniform_in_domain(surface, shape, dtype, generator) -> Tensor:
 
 
 def _as_list(optimizers: Any) -> list[Any]:
-    if isinstance(optimizers, str | tuple):
+    """The entries: one name or one ``(key, hyperparameters[, starts])`` tuple is one entry; any
+    other sequence (a tuple of names included) lists entries."""
+    if isinstance(optimizers, str):
         return [optimizers]
+    one = isinstance(optimizers, tuple) and len(optimizers) in (2, 3)
+    if one and isinstance(optimizers[0], str) and isinstance(optimizers[1], Mapping):
+        return [optimizers]
+    if not isinstance(optimizers, Iterable):
+        raise TypeError(
+            f"optimizers: give a name, a (name, hyperparameters) tuple or a list of them, "
+            f"got {optimizers!r}"
+        )
     return list(optimizers)
 
 
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _check_arguments(steps, noise, clip, restarts, tolerance, dtype) -> None:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+    if not _is_integer(steps) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    if not isinstance(noise, int | float) or noise < 0:
-        raise ValueError(f"noise must be a number >= 0, got {noise!r}")
-    if clip is not None and (not isinstance(clip, int | float) or clip <= 0):
-        raise ValueError(f"clip must be a number > 0, got {clip!r}")
-    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+    if not _is_finite_number(noise) or noise < 0:
+        raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+    if clip is not None and (not _is_finite_number(clip) or clip <= 0):
+        raise ValueError(f"clip must be a finite number > 0, got {clip!r}")
+    if not _is_integer(restarts) or restarts < 1:
         raise ValueError(f"restarts must be a positive integer, got {restarts!r}")
-    if not isinstance(tolerance, int | float) or tolerance < 0:
-        raise ValueError(f"tolerance must be a number >= 0, got {tolerance!r}")
+    if not _is_finite_number(tolerance) or tolerance < 0:
+        raise ValueError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
