@@ -149,3 +149,34 @@ def test_compiled_step_of_closure_driven_methods_breaks_only_at_the_closure(case
     for a, b in zip(compiled, eager, strict=True):
         assert torch.isfinite(a).all()
         assert ((a - b).abs().max() / b.abs().max()).item() < 1e-6
+
+
+def _steps(key, compiled, dtype, scheduled):
+    torch._dynamo.reset()
+    param = torch.tensor([0.7, -0.4, 0.2], dtype=dtype, requires_grad=True)
+    optimizer = optim.create(key, [param], lr=0.01)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1, gamma=0.5) if scheduled else None
+    step = torch.compile(optimizer.step) if compiled else optimizer.step
+    for _ in range(6):
+        param.grad = (param.detach() - 0.1) ** 3 + 0.01
+        step()
+        if scheduler is not None:
+            scheduler.step()
+    return param.detach()
+
+
+@pytest.mark.compile
+@pytest.mark.parametrize(
+    ("key", "dtype", "scheduled"),
+    [
+        # torch.where of Python numbers rounded float64 factors through float32.
+        ("rprop", torch.float64, False),
+        # A Python lr became a constant of the compiled graph: the scheduler's next lr was lost.
+        ("schedulefree_sgd", torch.float32, True),
+    ],
+)
+def test_compiled_step_equals_eager_in_cases_that_once_differed(key, dtype, scheduled):
+    eager = _steps(key, False, dtype, scheduled)
+    compiled = _steps(key, True, dtype, scheduled)
+    tolerance = 1e-12 if dtype == torch.float64 else 1e-7
+    assert (compiled - eager).abs().max() <= tolerance, (compiled, eager)

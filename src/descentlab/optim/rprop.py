@@ -192,7 +192,11 @@ def _compiled_step(
     product = prev * grad
     eta_minus, eta_plus = (_as_dtype(eta, prev) for eta in etas)
     # A NaN product selects 1, as torch.sign(NaN) is 0 in the eager form.
-    factor = torch.where(product > 0, eta_plus, torch.where(product < 0, eta_minus, 1.0))
+    # The scalars as tensors of the parameter's dtype: torch.where of Python numbers would give
+    # the default dtype, rounding a float64 run's 1.2 through float32.
+    one = torch.ones((), dtype=prev.dtype, device=prev.device)
+    eta_plus, eta_minus = (eta * one for eta in (eta_plus, eta_minus))
+    factor = torch.where(product > 0, eta_plus, torch.where(product < 0, eta_minus, one))
     step_size.copy_(torch.clamp(step_size * factor, *_bounds(*step_sizes, prev)))
     if variant == "rprop-":
         prev.copy_(grad)

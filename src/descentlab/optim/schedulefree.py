@@ -127,6 +127,10 @@ def averaging_weight(state: dict[str, Any], lr: Hyper, r: Hyper, weight_lr_power
 def warmup_factor(step: float | Tensor, warmup_steps: int) -> float | Tensor:
     """:math:`\\min(1, t / T_{warmup})` for the t-th step (t counts from 1)."""
     if warmup_steps == 0:
+        # Under torch.compile a Python 1.0 keeps the scheduled lr a Python number, which the
+        # compiled graph then holds as a constant: a scheduler's later lr was not seen.
+        if isinstance(step, Tensor) and torch.compiler.is_compiling():
+            return torch.ones_like(step)
         return 1.0
     if isinstance(step, Tensor):
         return torch.clamp(step / warmup_steps, max=1.0)
