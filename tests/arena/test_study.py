@@ -92,6 +92,7 @@ def test_a_killed_worker_started_again_loses_and_repeats_nothing(database):
     worker = _worker(database)
     deadline = time.monotonic() + 300
     finished_before: dict[int, float] = {}
+    running_at_kill: list[int] = []
     while time.monotonic() < deadline:
         time.sleep(0.1)  # poll often: on a quiet machine a group of two trainings takes ~1 s
         try:
@@ -103,7 +104,10 @@ def test_a_killed_worker_started_again_loses_and_repeats_nothing(database):
         if len(done) >= 4 and running:
             worker.send_signal(signal.SIGKILL)
             worker.wait()
-            finished_before = {t.number: t.value for t in _completed(_plan_trials(database))[0]}
+            after = _plan_trials(database)
+            finished_before = {t.number: t.value for t in _completed(after)[0]}
+            # Under load the worker may finish what it held between the poll and the kill.
+            running_at_kill = [t.number for t in after if t.state == TrialState.RUNNING]
             break
         assert worker.poll() is None, worker.stderr.read() if worker.stderr else "worker exited"
     assert finished_before, "the worker was never caught mid-comparison"
@@ -118,8 +122,9 @@ def test_a_killed_worker_started_again_loses_and_repeats_nothing(database):
     assert len(done) == PLANNED and max(Counter(keys).values()) == 1
     # What had finished is untouched: same trials, same values; nothing ran twice.
     assert {t.number: t.value for t in done if t.number in finished_before} == finished_before
-    killed = [t for t in trials if t.state == TrialState.FAIL]
-    assert killed, "the killed worker's running trials should be failed and retried"
+    # The trials it held when killed were failed and retried (their numbers, not run again).
+    failed = {t.number for t in trials if t.state == TrialState.FAIL}
+    assert failed == set(running_at_kill), (failed, running_at_kill)
 
 
 def test_a_comparison_closes_its_connections(database):
