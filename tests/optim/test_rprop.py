@@ -176,58 +176,54 @@ def _run(param, optimizer, steps, per_run_loss):
     return param.detach()
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
-def test_stacked_runs_with_tensor_hyperparameters_equal_separate_runs(variant):
-    generator = torch.Generator().manual_seed(3)
+def _check_stacked_against_alone(seed, variant, stacked_settings, settings_of_run):
+    """K stacked runs step as the K runs stepped alone, bit for bit, over 60 steps."""
+    generator = torch.Generator().manual_seed(seed)
     starts_ = torch.randn(K, D, dtype=torch.float64, generator=generator)
-    column = {k: torch.tensor(v, dtype=torch.float64).reshape(K, 1) for k, v in PER_RUN.items()}
     stacked = starts_.clone().requires_grad_()
-    optimizer = Rprop(
-        [{"params": [stacked], "stack_dims": 1}],
-        lr=column["lr"],
-        etas=(column["eta_minus"], column["eta_plus"]),
-        step_sizes=(column["step_min"], column["step_max"]),
-        variant=variant,
-    )
+    optimizer = Rprop([{"params": [stacked], "stack_dims": 1}], variant=variant, **stacked_settings)
     # irprop+ compares each run's own loss: the closure returns one loss per run.
     together = _run(stacked, optimizer, 60, per_run_loss=True)
     for k in range(K):
         single = starts_[k].clone().requires_grad_()
-        alone = Rprop(
-            [single],
-            lr=PER_RUN["lr"][k],
-            etas=(PER_RUN["eta_minus"][k], PER_RUN["eta_plus"][k]),
-            step_sizes=(PER_RUN["step_min"][k], PER_RUN["step_max"][k]),
-            variant=variant,
-        )
+        alone = Rprop([single], variant=variant, **settings_of_run(k))
         assert torch.equal(together[k], _run(single, alone, 60, per_run_loss=False)), k
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_stacked_runs_with_tensor_hyperparameters_equal_separate_runs(variant):
+    column = {k: torch.tensor(v, dtype=torch.float64).reshape(K, 1) for k, v in PER_RUN.items()}
+    stacked = {
+        "lr": column["lr"],
+        "etas": (column["eta_minus"], column["eta_plus"]),
+        "step_sizes": (column["step_min"], column["step_max"]),
+    }
+
+    def alone(k):
+        return {
+            "lr": PER_RUN["lr"][k],
+            "etas": (PER_RUN["eta_minus"][k], PER_RUN["eta_plus"][k]),
+            "step_sizes": (PER_RUN["step_min"][k], PER_RUN["step_max"][k]),
+        }
+
+    _check_stacked_against_alone(3, variant, stacked, alone)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_one_bound_of_a_pair_may_be_a_tensor(variant):
     """A per-run eta_minus with a shared eta_plus (and a per-run smallest step with a shared
     largest): torch's clamp takes no mix of a tensor and a number."""
-    generator = torch.Generator().manual_seed(4)
-    starts_ = torch.randn(K, D, dtype=torch.float64, generator=generator)
     eta_minus = torch.tensor(PER_RUN["eta_minus"], dtype=torch.float64).reshape(K, 1)
     step_min = torch.tensor(PER_RUN["step_min"], dtype=torch.float64).reshape(K, 1)
-    stacked = starts_.clone().requires_grad_()
-    optimizer = Rprop(
-        [{"params": [stacked], "stack_dims": 1}],
-        etas=(eta_minus, 1.2),
-        step_sizes=(step_min, 50.0),
-        variant=variant,
-    )
-    together = _run(stacked, optimizer, 60, per_run_loss=True)
-    for k in range(K):
-        single = starts_[k].clone().requires_grad_()
-        alone = Rprop(
-            [single],
-            etas=(PER_RUN["eta_minus"][k], 1.2),
-            step_sizes=(PER_RUN["step_min"][k], 50.0),
-            variant=variant,
-        )
-        assert torch.equal(together[k], _run(single, alone, 60, per_run_loss=False)), k
+    stacked = {"etas": (eta_minus, 1.2), "step_sizes": (step_min, 50.0)}
+
+    def alone(k):
+        return {
+            "etas": (PER_RUN["eta_minus"][k], 1.2),
+            "step_sizes": (PER_RUN["step_min"][k], 50.0),
+        }
+
+    _check_stacked_against_alone(4, variant, stacked, alone)
 
 
 def test_rprop_plus_goes_back_to_the_previous_location():

@@ -87,14 +87,12 @@ def _first_storage(url: str, **options: Any) -> optuna.storages.RDBStorage:
     """
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-    for attempt in range(SCHEMA_ATTEMPTS):
+    for attempt in range(1, SCHEMA_ATTEMPTS):
         try:
             return optuna.storages.RDBStorage(url, **options)
         except (IntegrityError, ProgrammingError):
-            if attempt == SCHEMA_ATTEMPTS - 1:
-                raise
-            time.sleep(0.2 * (attempt + 1))
-    raise AssertionError("unreachable")
+            time.sleep(0.2 * attempt)
+    return optuna.storages.RDBStorage(url, **options)  # the last attempt's error is the user's
 
 
 def close_storage(storage: optuna.storages.BaseStorage) -> None:
